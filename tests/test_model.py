@@ -1,0 +1,155 @@
+"""The encoder against open_clip: frame mixing is CLIP per frame, joint mixing reduces to it on static input."""
+
+import json
+from dataclasses import replace
+
+import open_clip
+import pytest
+import torch
+
+from vidsearch import registry
+from vidsearch.config import ModelConfig
+
+SMALL_VIT = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 48, "layers": 2, "head_width": 16},
+    "text_cfg": {"context_length": 12, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    """A random-init open_clip ViT saved to disk, to be loaded back through open_clip's loader."""
+    torch.manual_seed(123)
+    clip = open_clip.CLIP(**SMALL_VIT)
+    with torch.no_grad():  # make every parameter matter (open_clip zero-inits some biases)
+        for p in clip.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    path = tmp_path_factory.mktemp("weights") / "small_vit.pt"
+    torch.save(clip.state_dict(), path)
+    return path, clip
+
+
+def load(weights_file, **overrides) -> registry.VideoTextModel:
+    path, _ = weights_file
+    config = ModelConfig(name="small", clip_arch=SMALL_VIT, pretrained=str(path), max_frames=8, **overrides)
+    return registry.build_model(config).eval()
+
+
+def test_weights_come_from_the_local_file(weights_file):
+    model = load(weights_file)
+    _, original = weights_file
+    for (name, a), b in zip(model.clip.state_dict().items(), original.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_frame_mixing_equals_clip_per_frame_then_mean(weights_file):
+    model = load(weights_file, temporal_mixing="frame")
+    video = torch.randn(2, 5, 3, 32, 32)
+    with torch.no_grad():
+        out = model.encode_video(video)
+        per_frame = model.clip.encode_image(video.flatten(0, 1)).view(2, 5, -1)
+    torch.testing.assert_close(out.slices, per_frame, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.window, per_frame.mean(dim=1), atol=1e-5, rtol=0)
+
+
+def test_joint_mixing_on_one_frame_equals_frame_mixing(weights_file):
+    joint, frame = load(weights_file, temporal_mixing="joint"), load(weights_file, temporal_mixing="frame")
+    with torch.no_grad():
+        joint.temporal_embedding.normal_()  # also after training, slice 0's time offset is shared by both
+        frame.temporal_embedding.copy_(joint.temporal_embedding)
+    video = torch.randn(3, 1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(joint.encode_video(video).window, frame.encode_video(video).window, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("tubelet", [1, 2])
+def test_static_clip_embeds_like_the_image(weights_file, tubelet):
+    model = load(weights_file, temporal_mixing="joint", tubelet_size=tubelet)
+    image = torch.randn(2, 1, 3, 32, 32)
+    with torch.no_grad():
+        expected = model.clip.encode_image(image[:, 0])
+        out = model.encode_video(image.repeat(1, 4, 1, 1, 1))
+    torch.testing.assert_close(out.window, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.slices, expected[:, None].expand_as(out.slices), atol=1e-5, rtol=0)
+
+
+def test_joint_mixing_really_mixes_time(weights_file):
+    model = load(weights_file, temporal_mixing="joint")
+    video = torch.randn(1, 4, 3, 32, 32)
+    changed = video.clone()
+    changed[:, 3] = torch.randn(3, 32, 32)
+    with torch.no_grad():
+        a, b = model.encode_video(video).slices, model.encode_video(changed).slices
+    assert not torch.allclose(a[:, 0], b[:, 0], atol=1e-4)  # slice 0 saw the change in slice 3
+    frame = load(weights_file, temporal_mixing="frame")
+    with torch.no_grad():
+        torch.testing.assert_close(frame.encode_video(video).slices[:, 0], frame.encode_video(changed).slices[:, 0])
+
+
+def test_temporal_embedding_interpolates_to_longer_clips(weights_file):
+    model = load(weights_file, temporal_mixing="joint")  # trained for 8 frames
+    with torch.no_grad():
+        model.temporal_embedding.copy_(torch.linspace(0, 1, 8)[:, None].expand(8, 48))
+        stretched = model.temporal_positions(15)
+        out = model.encode_video(torch.randn(1, 15, 3, 32, 32))
+    assert stretched.shape == (15, 48)
+    torch.testing.assert_close(stretched[:, 0], torch.linspace(0, 1, 15))
+    assert out.slices.shape == (1, 15, 32) and torch.isfinite(out.slices).all()
+
+
+def test_mean_pooling_gives_slices_and_window(weights_file):
+    model = load(weights_file, temporal_mixing="joint", pooling="mean")
+    with torch.no_grad():
+        out = model.encode_video(torch.randn(2, 3, 3, 32, 32))
+    assert out.slices.shape == (2, 3, 32) and out.window.shape == (2, 32)
+
+
+def test_masking_keeps_cls_and_drops_the_asked_share(weights_file):
+    model = load(weights_file, temporal_mixing="joint")
+    tokens = model.embed_tokens(torch.randn(2, 4, 3, 32, 32))  # 16 patches + CLS per slice
+    kept = model.drop_tokens(tokens, keep_ratio=0.25)
+    assert kept.shape == (2, 4, 1 + 4, 48)
+    torch.testing.assert_close(kept[:, :, 0], tokens[:, :, 0])
+    with torch.no_grad():
+        out = model.encode_video(torch.randn(2, 4, 3, 32, 32), keep_ratio=0.25)
+    assert out.window.shape == (2, 32)
+
+
+def test_text_tower_is_open_clips(weights_file):
+    model = load(weights_file)
+    tokens = open_clip.tokenizer.SimpleTokenizer(context_length=12)(["a red circle moving left"])
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_text(tokens), model.clip.encode_text(tokens))
+
+
+def test_checkpoint_folder_round_trip(weights_file, tmp_path):
+    model = load(weights_file, temporal_mixing="joint")
+    with torch.no_grad():
+        model.temporal_embedding.normal_()
+    config = ModelConfig(name="small", clip_arch=SMALL_VIT, pretrained="/nonexistent.pt", temporal_mixing="joint",
+                         max_frames=8)
+    registry.save_checkpoint(model, config, tmp_path / "ckpt")
+    saved = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert saved["pretrained"] is None and saved["temporal_mixing"] == "joint"
+    _, loaded = registry.load_model(str(tmp_path / "ckpt"))
+    video = torch.randn(1, 3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval().encode_video(video).window, model.encode_video(video).window)
+    assert registry.fingerprint(str(tmp_path / "ckpt")) == registry.fingerprint(str(tmp_path / "ckpt"))
+
+
+def test_missing_weights_give_one_clear_line(weights_file):
+    config = ModelConfig(name="small", clip_arch=SMALL_VIT, pretrained="/no/such/weights.pt")
+    with pytest.raises(registry.ModelUnavailable, match="--model tiny"):
+        registry.build_model(config)
+    named = replace(registry.resolve("clip-b32")[0], pretrained="no-such-tag")
+    with pytest.raises(registry.ModelUnavailable, match="--model tiny"):
+        registry.build_model(named)
+
+
+def test_registry_lists_the_shipped_models():
+    names = {c.name for c in registry.list_models()}
+    assert {"tiny", "clip-b32", "clip-b16", "clip-l14", "longvivit-b32"} <= names
+    assert registry.resolve("longvivit-b32")[0].temporal_mixing == "joint"
+    assert registry.resolve("clip-b32")[0].temporal_mixing == "frame"

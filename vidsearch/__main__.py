@@ -1,0 +1,5 @@
+"""`python -m vidsearch` runs the CLI (and is what `torchrun -m vidsearch` starts)."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,186 @@
+"""The typer command-line app: parse, call the library, format. The only module that prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import VidsearchError
+
+app = typer.Typer(
+    help="Index folders of videos and search them with plain-language queries.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+IndexOption = Annotated[Optional[Path], typer.Option(
+    "--index", help="Index folder [default: $VIDSEARCH_HOME, else the platform's user data folder].",
+    show_default=False)]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA when present, else CPU), cpu or cuda.")]
+
+
+def user_errors(command: Callable) -> Callable:
+    """Turn library errors into one line on stderr and the error's exit code (2 for bad arguments)."""
+
+    @wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except VidsearchError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted; everything committed so far is kept", err=True)
+            raise typer.Exit(130) from None
+
+    return run
+
+
+def open_index(path: Optional[Path], *, create: bool = False):
+    from .indexdir import IndexDir, default_index_dir
+
+    return IndexDir(path or default_index_dir(), create=create)
+
+
+def clock(seconds: float) -> str:
+    """Seconds as m:ss, or h:mm:ss past an hour."""
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+@app.command()
+@user_errors
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Video files or folders (searched recursively).", show_default=False)],
+    index_dir: IndexOption = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", help="Registry name (see `vidsearch models`), model JSON file or checkpoint folder "
+                        "[default: the index's model, else clip-b32].", show_default=False)] = None,
+    device: DeviceOption = "auto",
+    fps: Annotated[Optional[float], typer.Option(help="Frames sampled per second of video [default: the model's, 1.0].",
+                                                 show_default=False)] = None,
+    window: Annotated[Optional[int], typer.Option(
+        help="Frames encoded together in one pass [default: the model's max_frames, 256 = 4.3 min at 1 fps].",
+        show_default=False)] = None,
+    segment: Annotated[Optional[float], typer.Option(help="Seconds per searchable segment [default: 4].",
+                                                     show_default=False)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Index videos: decode, encode and store them. Unchanged files are skipped.
+
+    Exit code 0 when every file is indexed, 1 when some failed (one line each), 2 for bad arguments.
+    """
+    from tqdm import tqdm
+
+    from .indexer import Indexer, find_videos
+
+    started = time.perf_counter()
+    files = find_videos(paths)
+    idx = open_index(index_dir, create=True)
+    idx.lock_for_writing()
+    indexer = Indexer(idx, model=model, device=device, fps=fps, window=window, segment=segment)
+    results = []
+    with tqdm(total=len(files), unit="video", desc="indexing", file=sys.stderr, disable=None) as bar:
+        for result in indexer.run(files):
+            results.append(result)
+            if result.status == "failed":
+                bar.write(f"failed: {result.path}: {result.reason}", file=sys.stderr)
+            bar.set_postfix(seconds=int(sum(r.seconds for r in results)))
+            bar.update()
+    idx.close()
+    counts = {s: sum(r.status == s for r in results) for s in ("indexed", "unchanged", "failed")}
+    summary = {**counts, "files": len(results), "video_seconds": round(sum(r.seconds for r in results), 3),
+               "frames": sum(r.frames for r in results), "wall_seconds": round(time.perf_counter() - started, 3),
+               "failures": [{"path": r.path, "reason": r.reason} for r in results if r.status == "failed"]}
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(f"{counts['indexed']} indexed, {counts['unchanged']} unchanged, {counts['failed']} failed "
+                   f"({summary['video_seconds']:.0f} s of video in {summary['wall_seconds']:.1f} s) -> {idx.path}")
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def query(
+    text: Annotated[str, typer.Argument(help="What to look for, in plain words.", show_default=False)],
+    index_dir: IndexOption = None,
+    k: Annotated[int, typer.Option("-k", "--top", help="Number of moments to return.")] = 10,
+    device: DeviceOption = "auto",
+    as_json: JsonOption = False,
+) -> None:
+    """Search the index and print the best-matching moments (file, start-end, score), best first."""
+    from .search import Searcher
+
+    idx = open_index(index_dir)
+    moments = Searcher(idx, device=device).search(text, k=k)
+    if as_json:
+        hits = [{"path": m.path, "start": round(m.start, 3), "end": round(m.end, 3), "score": round(m.score, 5),
+                 "segments": m.segments} for m in moments]
+        typer.echo(json.dumps({"query": text, "hits": hits}))
+        return
+    if not moments:
+        typer.echo("no matches")
+        return
+    typer.echo(f"{'#':>3}  {'score':>6}  {'start-end':>13}  file")
+    for rank, m in enumerate(moments, 1):
+        typer.echo(f"{rank:>3}  {m.score:6.3f}  {clock(m.start) + '-' + clock(m.end):>13}  {m.path}")
+
+
+@app.command()
+@user_errors
+def models(as_json: JsonOption = False) -> None:
+    """List the models in the registry (use a name with --model)."""
+    from .config import ModelConfig
+    from .registry import registry_dir
+
+    entries = [ModelConfig.load(p) for p in sorted(registry_dir().glob("*.json"))]
+    rows = [{"name": c.name, "arch": c.clip_arch if isinstance(c.clip_arch, str) else "custom",
+             "pretrained": c.pretrained, "mixing": c.temporal_mixing, "description": c.description} for c in entries]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for row in rows:
+        typer.echo(f"{row['name']:<15} {row['arch']:<9} {row['mixing']:<6} {row['description']}")
+
+
+@app.command()
+@user_errors
+def status(index_dir: IndexOption = None, as_json: JsonOption = False) -> None:
+    """Show what an index holds: videos, segments, failures, model, index type and size on disk."""
+    idx = open_index(index_dir)
+    stats = idx.db.stats()
+    store = idx.vectors()
+    size = sum(f.stat().st_size for f in idx.path.iterdir() if f.is_file())
+    info = {"index": str(idx.path), **stats, "model": idx.db.get_setting("model"),
+            "settings": idx.db.get_setting("settings"), "index_type": store.kind, "vectors": store.count,
+            "bytes": size, "failures": idx.db.failures()}
+    if as_json:
+        typer.echo(json.dumps(info))
+        return
+    model = info["model"] or {}
+    typer.echo(f"index     {info['index']}\n"
+               f"videos    {stats['indexed']} indexed, {stats['failed']} failed ({clock(stats['seconds'])} of video)\n"
+               f"segments  {stats['segments']} ({stats['windows']} windows), {store.kind} with {store.count} vectors\n"
+               f"model     {model.get('spec', '-')} ({model.get('fingerprint', '-')})\n"
+               f"settings  {info['settings']}\n"
+               f"size      {size / 1e6:.1f} MB")
+    for failure in info["failures"]:
+        typer.echo(f"failed: {failure['path']}: {failure['error']}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,68 @@
+"""Settings as dataclasses: the model recipe and the index's windowing, with JSON load/save."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a video–text encoder (a registry entry or a checkpoint's config.json)."""
+
+    name: str
+    clip_arch: str | dict[str, Any]  # an open_clip model name ("ViT-B-32") or an inline CLIP config
+    pretrained: str | None = None  # an open_clip pretrained tag or a local weights file; None = random init
+    temporal_mixing: str = "frame"  # "frame" (ImageViT: per-frame CLIP + mean) or "joint" (space-time)
+    pooling: str = "cls"  # "cls": one CLS per time slice; "mean": spatio-temporal mean of tokens
+    tubelet_size: int = 1  # frames per tubelet (time slice)
+    max_frames: int = 256  # frames covered by the temporal embedding before interpolation
+    fps: float = 1.0  # the frame rate the model expects clips to be sampled at
+    init_seed: int = 0  # seed for random-init weights, so a random model is the same every time
+    description: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: Path) -> ModelConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def digest(self) -> str:
+        """A stable hash of the recipe (name and description excluded)."""
+        recipe = {k: v for k, v in self.to_dict().items() if k not in ("name", "description")}
+        return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class IndexSettings:
+    """How videos are cut before encoding; fixed per index."""
+
+    fps: float = 1.0  # frames sampled per second of video
+    window: int = 256  # frames encoded together in one pass (256 at 1 fps = 4.3 minutes)
+    segment: float = 4.0  # seconds per searchable segment
+
+    def validate(self) -> None:
+        if not self.fps > 0:
+            raise ValueError("--fps must be positive")
+        if self.window < 1:
+            raise ValueError("--window must be at least 1 frame")
+        if not self.segment > 0:
+            raise ValueError("--segment must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,165 @@
+"""SQLite metadata through sqlite-utils: videos, segments with vectors, and index settings."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from .errors import IndexProblem
+
+migrations = sqlite_utils.Migrations("vidsearch")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db["videos"].create(
+        {
+            "id": int, "path": str, "size": int, "mtime": float, "hash": str, "duration": float,
+            "fps": float, "status": str, "error": str, "frames": int, "indexed_at": str,
+        },
+        pk="id",
+    )
+    db["videos"].create_index(["path"], unique=True)
+    db["videos"].create_index(["hash"])
+    db["segments"].create(
+        {"id": int, "video_id": int, "level": str, "start": float, "end": float, "vector": bytes},
+        pk="id",
+        foreign_keys=[("video_id", "videos", "id")],
+    )
+    db["segments"].create_index(["video_id"])
+    db["settings"].create({"key": str, "value": str}, pk="key")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One searchable span of a video and its L2-normalised vector."""
+
+    level: str  # "segment" or "window"
+    start: float
+    end: float
+    vector: np.ndarray
+
+
+class Database:
+    """The index's source of truth. Writes for one video happen in one transaction."""
+
+    def __init__(self, path: Path):
+        try:
+            self.db = sqlite_utils.Database(sqlite3.connect(str(path), timeout=30.0, check_same_thread=False))
+            self.db.enable_wal()
+            self.db.execute("PRAGMA foreign_keys = ON")
+            unknown = self._unknown_migrations()
+            if unknown:
+                raise IndexProblem(f"{path}: made by a newer vidsearch (schema {unknown[-1]}); upgrade vidsearch")
+            migrations.apply(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise IndexProblem(f"{path}: not a vidsearch index ({exc})") from exc
+
+    def _unknown_migrations(self) -> list[str]:
+        known = {m.name for m in migrations._migrations}
+        return [m.name for m in migrations.applied(self.db) if m.name not in known]
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # settings -----------------------------------------------------------------
+    def get_setting(self, key: str) -> Any:
+        rows = list(self.db["settings"].rows_where("key = ?", [key]))
+        return json.loads(rows[0]["value"]) if rows else None
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self.db.atomic():
+            self.db["settings"].upsert({"key": key, "value": json.dumps(value)}, pk="key")
+
+    # videos -------------------------------------------------------------------
+    def video(self, path: str) -> dict[str, Any] | None:
+        rows = list(self.db["videos"].rows_where("path = ?", [path]))
+        return rows[0] if rows else None
+
+    def videos(self) -> list[dict[str, Any]]:
+        return list(self.db["videos"].rows_where(order_by="path"))
+
+    def save_video(self, *, path: str, size: int, mtime: float, hash: str, duration: float, fps: float,
+                   frames: int, segments: Iterable[Segment]) -> list[int]:
+        """Replace a video and all its segments atomically; returns the new segment-level ids."""
+        with self.db.atomic():
+            self._delete(path)
+            video_id = self.db["videos"].insert({
+                "path": path, "size": size, "mtime": mtime, "hash": hash, "duration": duration, "fps": fps,
+                "status": "ok", "error": None, "frames": frames, "indexed_at": _now(),
+            }).last_pk
+            ids = []
+            for seg in segments:
+                row_id = self.db["segments"].insert({
+                    "video_id": video_id, "level": seg.level, "start": seg.start, "end": seg.end,
+                    "vector": np.ascontiguousarray(seg.vector, dtype=np.float32).tobytes(),
+                }).last_pk
+                if seg.level == "segment":
+                    ids.append(row_id)
+        return ids
+
+    def save_failure(self, *, path: str, size: int, mtime: float, error: str) -> None:
+        with self.db.atomic():
+            self._delete(path)
+            self.db["videos"].insert({
+                "path": path, "size": size, "mtime": mtime, "status": "failed", "error": error, "indexed_at": _now(),
+            })
+
+    def _delete(self, path: str) -> None:
+        self.db.execute("DELETE FROM segments WHERE video_id IN (SELECT id FROM videos WHERE path = ?)", [path])
+        self.db.execute("DELETE FROM videos WHERE path = ?", [path])
+
+    # segments -----------------------------------------------------------------
+    def segment_ids(self, path: str) -> np.ndarray:
+        """Segment-level ids of one video (what FAISS holds for it)."""
+        rows = self.db.execute("SELECT s.id FROM segments s JOIN videos v ON v.id = s.video_id "
+                               "WHERE v.path = ? AND s.level = 'segment'", [path]).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def segment_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """All segment-level (ids, vectors), in id order: what FAISS is rebuilt from."""
+        rows = self.db.execute("SELECT id, vector FROM segments WHERE level = 'segment' ORDER BY id").fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+        return ids, vectors
+
+    def segment_checksum(self) -> tuple[int, int]:
+        """(count, sum of ids) of segment-level rows; FAISS must report the same."""
+        count, total = self.db.execute(
+            "SELECT count(*), coalesce(sum(id), 0) FROM segments WHERE level = 'segment'").fetchone()
+        return int(count), int(total)
+
+    def segments(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Segment rows with their video's path and duration, keyed by id."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            f"SELECT s.id, s.video_id, s.start, s.end, v.path, v.duration FROM segments s "
+            f"JOIN videos v ON v.id = s.video_id WHERE s.id IN ({marks})", ids).fetchall()
+        keys = ("id", "video_id", "start", "end", "path", "duration")
+        return {row[0]: dict(zip(keys, row)) for row in rows}
+
+    def stats(self) -> dict[str, Any]:
+        (videos, ok, failed, seconds) = self.db.execute(
+            "SELECT count(*), sum(status = 'ok'), sum(status = 'failed'), coalesce(sum(duration), 0) FROM videos").fetchone()
+        (segments,) = self.db.execute("SELECT count(*) FROM segments WHERE level = 'segment'").fetchone()
+        (windows,) = self.db.execute("SELECT count(*) FROM segments WHERE level = 'window'").fetchone()
+        return {"videos": videos, "indexed": ok or 0, "failed": failed or 0, "segments": segments,
+                "windows": windows, "seconds": float(seconds)}
+
+    def failures(self) -> list[dict[str, Any]]:
+        return list(self.db["videos"].rows_where("status = 'failed'", order_by="path", select="path, error"))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,62 @@
+"""Inference wrapper: numpy frames and strings in, L2-normalisable numpy vectors out, on the chosen device."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .config import ModelConfig
+from .device import autocast, resolve_device
+from .model import VideoTextModel
+from .registry import build_tokenizer, load_model
+
+
+class Encoder:
+    """A loaded model in eval mode on one device, with its tokenizer."""
+
+    def __init__(self, config: ModelConfig, model: VideoTextModel, device: torch.device):
+        self.config = config
+        self.device = device
+        self.model = model.to(device).eval()
+        self.tokenizer = build_tokenizer(config)
+
+    @classmethod
+    def load(cls, spec: str, device: str = "auto") -> Encoder:
+        config, model = load_model(spec)
+        return cls(config, model, resolve_device(device))
+
+    @property
+    def image_size(self) -> int:
+        return self.model.image_size
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.clip.visual.proj.shape[1])
+
+    @torch.inference_mode()
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        """(n, E) L2-normalised text vectors."""
+        tokens = self.tokenizer(texts).to(self.device)
+        with autocast(self.device):
+            vectors = self.model.encode_text(tokens)
+        return l2_normalize(vectors.float().cpu().numpy())
+
+    @torch.inference_mode()
+    def encode_clip(self, frames: np.ndarray, *, keep_ratio: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 frames (T, H, W, 3) -> unnormalised (slice vectors (T', E), window vector (E,)).
+
+        T is padded with copies of the last frame up to a multiple of the tubelet size.
+        """
+        tubelet = self.model.tubelet_size
+        pad = -len(frames) % tubelet
+        if pad:
+            frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
+        batch = torch.from_numpy(np.ascontiguousarray(frames)).unsqueeze(0).to(self.device)
+        with autocast(self.device):
+            out = self.model.encode_video(self.model.normalize_frames(batch), keep_ratio=keep_ratio)
+        return out.slices[0].float().cpu().numpy(), out.window[0].float().cpu().numpy()
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -1,0 +1,90 @@
+"""The index folder: where it lives, its SQLite database, its FAISS file kept in step with it, its writer lock."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .db import Database
+from .errors import IndexProblem
+from .store import VectorStore
+
+DB_FILE = "vidsearch.db"
+VECTORS_FILE = "vectors.faiss"
+LOCK_FILE = "writer.lock"
+
+
+def default_index_dir() -> Path:
+    """`$VIDSEARCH_HOME`, else the platform's user data folder."""
+    if os.environ.get("VIDSEARCH_HOME"):
+        return Path(os.environ["VIDSEARCH_HOME"]).expanduser()
+    home = Path.home()
+    if sys.platform == "darwin":
+        return home / "Library" / "Application Support" / "vidsearch"
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA", home / "AppData" / "Local")) / "vidsearch"
+    return Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share") / "vidsearch"
+
+
+class IndexDir:
+    """Opens (or creates) an index folder. FAISS is derived from SQLite and rebuilt when they disagree."""
+
+    def __init__(self, path: Path, *, create: bool = False):
+        self.path = Path(path).expanduser().resolve()
+        if not (self.path / DB_FILE).is_file():
+            if not create:
+                raise IndexProblem(f"{self.path}: no index here yet; run `vidsearch index PATH` first (or pass --index)")
+            self.path.mkdir(parents=True, exist_ok=True)
+        self.db = Database(self.path / DB_FILE)
+        self._vectors: VectorStore | None = None
+        self._lock_fd: int | None = None
+
+    @property
+    def dim(self) -> int | None:
+        model = self.db.get_setting("model")
+        return model["dim"] if model else None
+
+    def vectors(self) -> VectorStore:
+        """The FAISS index, loaded from disk, or rebuilt from SQLite when its ids disagree."""
+        if self._vectors is None:
+            store = None
+            if (self.path / VECTORS_FILE).is_file():
+                store = VectorStore.load(self.path / VECTORS_FILE)
+                if store.checksum() != self.db.segment_checksum():
+                    store = None
+            if store is None:
+                store = self.rebuild_vectors()
+            if self.dim is None:
+                return store  # nothing indexed yet: the dimension is unknown, so do not keep it
+            self._vectors = store
+        return self._vectors
+
+    def rebuild_vectors(self) -> VectorStore:
+        dim = self.dim
+        if dim is None:
+            return VectorStore.empty(1)
+        ids, vectors = self.db.segment_vectors(dim)
+        return VectorStore.build(ids, vectors, dim)
+
+    def save_vectors(self) -> None:
+        if self._vectors is not None:
+            self._vectors.save(self.path / VECTORS_FILE)
+
+    def lock_for_writing(self) -> None:
+        """Take the single-writer lock, or fail at once with a clear message."""
+        import fcntl
+
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise IndexProblem(f"{self.path}: another `vidsearch index` is writing to this index; wait for it to finish") from None
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        self.db.close()

@@ -1,0 +1,157 @@
+"""Model names (models/*.json), config files and checkpoint folders -> ready VideoTextModels."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from .config import ModelConfig
+from .errors import ModelUnavailable, UsageError
+from .model import VideoTextModel
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def registry_dir() -> Path:
+    """`models/` as shipped inside the installed package (or beside it in a source checkout)."""
+    packaged = Path(str(resources.files("vidsearch") / "models"))
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "models"
+
+
+def list_models() -> list[ModelConfig]:
+    return [ModelConfig.load(p) for p in sorted(registry_dir().glob("*.json"))]
+
+
+def resolve(spec: str) -> tuple[ModelConfig, Path | None]:
+    """A registry name, a model config JSON file or a checkpoint folder -> (config, checkpoint folder or None)."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
+            raise ModelUnavailable(f"{path}: not a checkpoint folder (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+        return _load_config(path / CONFIG_FILE), path.resolve()
+    if path.suffix == ".json" and path.is_file():
+        return _load_config(path), None
+    entry = registry_dir() / f"{spec}.json"
+    if entry.is_file():
+        return _load_config(entry), None
+    names = ", ".join(c.name for c in list_models())
+    raise UsageError(f"--model {spec!r} is not a registry name ({names}), a model JSON file or a checkpoint folder")
+
+
+def canonical_spec(spec: str) -> str:
+    """What an index records to find the model again: a registry name or an absolute path."""
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
+def fingerprint(spec: str) -> str:
+    """Identifies the exact weights: the recipe digest, plus the weights file's hash for checkpoints."""
+    config, folder = resolve(spec)
+    digest = hashlib.sha256(config.digest().encode())
+    if folder is not None:
+        with open(folder / WEIGHTS_FILE, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _load_config(path: Path) -> ModelConfig:
+    try:
+        return ModelConfig.load(path)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ModelUnavailable(f"{path}: bad model config ({exc})") from exc
+
+
+def build_clip(config: ModelConfig, *, load_pretrained: bool = True) -> torch.nn.Module:
+    """The open_clip CLIP model: a named architecture with a pretrained tag or local file, or an inline config."""
+    import open_clip
+
+    pretrained = config.pretrained if load_pretrained else None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.init_seed)  # random-init models are identical on every load
+        try:
+            if isinstance(config.clip_arch, dict):
+                clip = open_clip.CLIP(**config.clip_arch)
+                if pretrained:
+                    open_clip.load_checkpoint(clip, pretrained)
+            else:
+                clip = open_clip.create_model(config.clip_arch, pretrained=pretrained)
+        except (RuntimeError, OSError, ValueError, KeyError) as exc:
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise ModelUnavailable(
+                f"cannot load weights {pretrained!r} for {config.name} ({reason}); put the weights file on disk "
+                f"and point \"pretrained\" at it in a copy of models/{config.name}.json passed as --model, "
+                f"or use --model tiny") from exc
+    return clip
+
+
+def build_model(config: ModelConfig, *, load_pretrained: bool = True) -> VideoTextModel:
+    clip = build_clip(config, load_pretrained=load_pretrained)
+    visual = clip.visual
+    return VideoTextModel(
+        clip=clip,
+        temporal_mixing=config.temporal_mixing,
+        pooling=config.pooling,
+        tubelet_size=config.tubelet_size,
+        max_frames=config.max_frames,
+        image_mean=tuple(getattr(visual, "image_mean", None) or OPENAI_MEAN),
+        image_std=tuple(getattr(visual, "image_std", None) or OPENAI_STD),
+    )
+
+
+def build_tokenizer(config: ModelConfig):
+    import open_clip
+
+    if isinstance(config.clip_arch, dict):
+        return open_clip.tokenizer.SimpleTokenizer(context_length=config.clip_arch["text_cfg"]["context_length"])
+    return open_clip.get_tokenizer(config.clip_arch)
+
+
+def load_model(spec: str) -> tuple[ModelConfig, VideoTextModel]:
+    """Build the model named by `spec`, with checkpoint weights when `spec` is a checkpoint folder."""
+    config, folder = resolve(spec)
+    if folder is None:
+        return config, build_model(config)
+    from safetensors.torch import load_file
+
+    model = build_model(config, load_pretrained=False)
+    model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    return config, model
+
+
+def save_checkpoint(model: VideoTextModel, config: ModelConfig, folder: Path, *, extra_files: dict[str, bytes] | None = None) -> None:
+    """Write `config.json` + `model.safetensors` (+ extras) to a temporary folder, then swap it into place."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp"))
+    try:
+        replace(config, pretrained=None).save(tmp / CONFIG_FILE)
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_FILE))
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data)
+        old = folder.with_name(f".{folder.name}.old")
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def describe(config: ModelConfig) -> dict:
+    arch = config.clip_arch if isinstance(config.clip_arch, str) else "custom"
+    return {"name": config.name, "arch": arch, "pretrained": config.pretrained, "mixing": config.temporal_mixing,
+            "pooling": config.pooling, "tubelet": config.tubelet_size, "description": config.description}
