@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from enum import Enum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Optional
@@ -26,7 +27,15 @@ IndexOption = Annotated[Optional[Path], typer.Option(
     "--index", help="Index folder [default: $VIDSEARCH_HOME, else the platform's user data folder].",
     show_default=False)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
-DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA when present, else CPU), cpu or cuda.")]
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+DeviceOption = Annotated[Device, typer.Option("--device", help="auto (CUDA when present, else CPU), cpu or cuda.")]
 
 
 def user_errors(command: Callable) -> Callable:
@@ -68,7 +77,7 @@ def index(
     model: Annotated[Optional[str], typer.Option(
         "--model", help="Registry name (see `vidsearch models`), model JSON file or checkpoint folder "
                         "[default: the index's model, else clip-b32].", show_default=False)] = None,
-    device: DeviceOption = "auto",
+    device: DeviceOption = Device.auto,
     fps: Annotated[Optional[float], typer.Option(help="Frames sampled per second of video [default: the model's, 1.0].",
                                                  show_default=False)] = None,
     window: Annotated[Optional[int], typer.Option(
@@ -90,7 +99,7 @@ def index(
     files = find_videos(paths)
     idx = open_index(index_dir, create=True)
     idx.lock_for_writing()
-    indexer = Indexer(idx, model=model, device=device, fps=fps, window=window, segment=segment)
+    indexer = Indexer(idx, model=model, device=device.value, fps=fps, window=window, segment=segment)
     results = []
     with tqdm(total=len(files), unit="video", desc="indexing", file=sys.stderr, disable=None) as bar:
         for result in indexer.run(files):
@@ -119,14 +128,15 @@ def query(
     text: Annotated[str, typer.Argument(help="What to look for, in plain words.", show_default=False)],
     index_dir: IndexOption = None,
     k: Annotated[int, typer.Option("-k", "--top", help="Number of moments to return.")] = 10,
-    device: DeviceOption = "auto",
+    device: DeviceOption = Device.auto,
     as_json: JsonOption = False,
 ) -> None:
     """Search the index and print the best-matching moments (file, start-end, score), best first."""
-    from .search import Searcher
+    from .search import Searcher, check_query
 
+    check_query(text, k)
     idx = open_index(index_dir)
-    moments = Searcher(idx, device=device).search(text, k=k)
+    moments = Searcher(idx, device=device.value).search(text, k=k)
     if as_json:
         hits = [{"path": m.path, "start": round(m.start, 3), "end": round(m.end, 3), "score": round(m.score, 5),
                  "segments": m.segments} for m in moments]
@@ -183,4 +193,18 @@ def status(index_dir: IndexOption = None, as_json: JsonOption = False) -> None:
 
 
 def main() -> None:
-    app()
+    """Entry point: bad arguments become one line on stderr and exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        code = 130
+    except Exception as exc:
+        if not callable(getattr(exc, "format_message", None)):  # not one of click's usage errors (typer vendors click)
+            raise
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx else ""
+        if exc.format_message():  # empty when no arguments were given and the help was shown
+            typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        code = getattr(exc, "exit_code", 2)
+    sys.exit(code or 0)

@@ -111,7 +111,8 @@ class Indexer:
                                f"use that model, or another --index folder for {spec!r}")
         stored = index.db.get_setting("settings")
         base = IndexSettings(**stored) if stored else IndexSettings(fps=config.fps, window=config.max_frames)
-        settings = IndexSettings(fps=fps or base.fps, window=window or base.window, segment=segment or base.segment)
+        settings = IndexSettings(fps=base.fps if fps is None else fps, window=base.window if window is None else window,
+                                 segment=base.segment if segment is None else segment)
         try:
             settings.validate()
         except ValueError as exc:

@@ -55,6 +55,13 @@ def merge_moments(hits: list[Hit], *, gap: float = 0.5) -> list[Moment]:
     return moments
 
 
+def check_query(text: str, k: int) -> None:
+    if not text.strip():
+        raise UsageError("the query is empty; say what to look for, e.g. vidsearch query \"chopping onions\"")
+    if k < 1:
+        raise UsageError("-k must be at least 1")
+
+
 class Searcher:
     """Answers queries against one index with the model that built it."""
 
@@ -71,10 +78,7 @@ class Searcher:
         self.encoder = Encoder.load(recorded["spec"], device)
 
     def search(self, text: str, *, k: int = 10) -> list[Moment]:
-        if not text.strip():
-            raise UsageError("the query is empty; say what to look for, e.g. vidsearch query \"chopping onions\"")
-        if k < 1:
-            raise UsageError("-k must be at least 1")
+        check_query(text, k)
         query = self.encoder.encode_text([text])
         store = self.index.vectors()
         scores, ids = store.search(query, max(50, 10 * k))

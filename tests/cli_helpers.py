@@ -1,0 +1,26 @@
+"""Run the real `vidsearch` CLI in a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+VIDSEARCH = Path(sys.executable).with_name("vidsearch")
+
+
+def run_cli(*args: str, home: Path | None = None, check: int | None = 0, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `vidsearch ARGS...`; assert the exit code when `check` is not None."""
+    env = dict(os.environ)
+    if home is not None:
+        env["VIDSEARCH_HOME"] = str(home)
+    proc = subprocess.run([str(VIDSEARCH), *args], capture_output=True, text=True, env=env, timeout=timeout)
+    if check is not None:
+        assert proc.returncode == check, f"exit {proc.returncode}, wanted {check}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc
+
+
+def run_json(*args: str, **kwargs) -> dict:
+    return json.loads(run_cli(*args, "--json", **kwargs).stdout)

@@ -1,0 +1,278 @@
+"""Synthetic videos of coloured shapes moving in named directions, with captions."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+__all__ = [
+    "COLORS",
+    "DIRECTIONS",
+    "SHAPES",
+    "Scene",
+    "make_dataset",
+    "random_scenes",
+    "render_frames",
+    "write_video",
+]
+
+COLORS: tuple[str, ...] = ("red", "green", "blue", "yellow")
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
+DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down")
+
+# Saturated, bright shape colours; backgrounds stay dark (max channel <= ~105), so every
+# shape differs from its background by well over 100 in at least one channel.
+_RGB = {
+    "red": (225.0, 45.0, 40.0),
+    "green": (45.0, 205.0, 65.0),
+    "blue": (55.0, 95.0, 235.0),
+    "yellow": (235.0, 220.0, 45.0),
+}
+# Unit motion vectors in image coordinates (x right, y down).
+_VECTORS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
+
+_SHAPE_DIAMETER = (0.22, 0.28)  # shape size as a fraction of the frame
+_TRAVEL = (0.60, 0.72)  # distance travelled during one scene, fraction of the frame
+_TRIANGLE_R = 1.2  # triangle circumradius, in units of the shape radius
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One shot: a single shape of one colour moving in one direction."""
+
+    color: str
+    shape: str
+    direction: str
+
+    def __post_init__(self) -> None:
+        for value, allowed, what in (
+            (self.color, COLORS, "colour"),
+            (self.shape, SHAPES, "shape"),
+            (self.direction, DIRECTIONS, "direction"),
+        ):
+            if value not in allowed:
+                raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
+
+    @property
+    def caption(self) -> str:
+        return f"a {self.color} {self.shape} moving {self.direction}"
+
+
+def random_scenes(count: int, *, rng: np.random.Generator) -> list[Scene]:
+    """Return ``count`` scenes with independently drawn colour, shape and direction."""
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    return [
+        Scene(
+            COLORS[int(rng.integers(len(COLORS)))],
+            SHAPES[int(rng.integers(len(SHAPES)))],
+            DIRECTIONS[int(rng.integers(len(DIRECTIONS)))],
+        )
+        for _ in range(count)
+    ]
+
+
+def _hard_negative_scenes(count: int, *, rng: np.random.Generator) -> list[Scene]:
+    """Scenes in groups of len(DIRECTIONS) sharing colour and shape, directions shuffled.
+
+    Groups within one call use distinct colour/shape pairs while there are enough of them.
+    A final partial group gets distinct directions too.
+    """
+    combos = [(c, s) for c in COLORS for s in SHAPES]
+    groups = -(-count // len(DIRECTIONS))
+    order: list[int] = []
+    while len(order) < groups:
+        order.extend(int(i) for i in rng.permutation(len(combos)))
+    scenes: list[Scene] = []
+    for g in range(groups):
+        color, shape = combos[order[g]]
+        for d in rng.permutation(len(DIRECTIONS)):
+            if len(scenes) < count:
+                scenes.append(Scene(color, shape, DIRECTIONS[int(d)]))
+    return scenes
+
+
+def _frame_count(seconds: float, fps: float) -> int:
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    n = round(seconds * fps)
+    if n < 2:
+        raise ValueError(f"a scene needs at least 2 frames; {seconds} s at {fps} fps gives {n}")
+    return n
+
+
+def _check_size(size: int) -> None:
+    if size < 16 or size % 2:
+        raise ValueError(f"size must be an even number of pixels >= 16, got {size}")
+
+
+def _coverage(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
+    """Anti-aliased coverage in [0, 1] of a shape of radius ``r`` at offsets (dx, dy)."""
+    if shape == "circle":
+        inside = r - np.sqrt(dx * dx + dy * dy)
+    elif shape == "square":
+        inside = 0.9 * r - np.maximum(np.abs(dx), np.abs(dy))
+    else:  # equilateral triangle pointing up, centred on its centroid
+        big = _TRIANGLE_R * r
+        h = np.float32(np.sqrt(3.0) / 2.0)
+        inside = np.minimum(
+            0.5 * big - dy,  # bottom edge
+            np.minimum(0.5 * big - (h * dx - 0.5 * dy), 0.5 * big - (-h * dx - 0.5 * dy)),
+        )
+    return np.clip(inside + 0.5, 0.0, 1.0)
+
+
+def render_frames(
+    scene: Scene, *, seconds: float, fps: float, size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Render one scene as an (n, size, size, 3) uint8 RGB array, n = round(seconds * fps).
+
+    The shape (about a quarter of the frame across) moves in a straight line at constant
+    speed, covering 60-72% of the frame between the first and the last frame; the start
+    point is jittered along the motion axis and uniform across it, so a single frame does
+    not reveal the direction. The shape always stays fully inside the frame.
+    """
+    _check_size(size)
+    n = _frame_count(seconds, fps)
+
+    # Background: dark tinted gray, a gentle linear gradient, static mild noise.
+    base = rng.uniform(15.0, 70.0) + rng.uniform(-12.0, 12.0, size=3)
+    grad = rng.uniform(-10.0, 10.0, size=2)
+    axis = np.linspace(-1.0, 1.0, size, dtype=np.float32)
+    bg = (
+        base[None, None, :].astype(np.float32)
+        + (grad[0] * axis)[None, :, None]
+        + (grad[1] * axis)[:, None, None]
+        + rng.normal(0.0, 2.0, size=(size, size, 1)).astype(np.float32)
+    )
+    bg = np.clip(bg, 0.0, 255.0)
+
+    color = np.clip(np.array(_RGB[scene.color]) + rng.uniform(-12.0, 12.0, size=3), 0, 255)
+    r = rng.uniform(*_SHAPE_DIAMETER) * size / 2.0
+    margin = (_TRIANGLE_R if scene.shape == "triangle" else 1.0) * r + 1.0
+    span = size - 2.0 * margin  # room for the centre along either axis
+    travel = min(rng.uniform(*_TRAVEL) * size, span)
+    # Position along the motion axis, measured in the direction of motion.
+    along0 = margin + rng.uniform(0.0, span - travel)
+    across = margin + rng.uniform(0.0, span)
+    t = np.linspace(0.0, 1.0, n)
+    along = along0 + travel * t
+    vx, vy = _VECTORS[scene.direction]
+    if vx:
+        cx = along if vx > 0 else size - along
+        cy = np.full(n, across)
+    else:
+        cy = along if vy > 0 else size - along
+        cx = np.full(n, across)
+
+    # Composite the anti-aliased shape onto the background inside its bounding window only.
+    bg8 = np.rint(bg).astype(np.uint8)
+    frames = np.repeat(bg8[None], n, axis=0)
+    rgb = color.astype(np.float32)
+    reach = int(np.ceil(margin)) + 1
+    for i in range(n):
+        x0, x1 = max(int(cx[i]) - reach, 0), min(int(cx[i]) + reach + 1, size)
+        y0, y1 = max(int(cy[i]) - reach, 0), min(int(cy[i]) + reach + 1, size)
+        dx = np.arange(x0, x1, dtype=np.float32)[None, :] + np.float32(0.5 - cx[i])
+        dy = np.arange(y0, y1, dtype=np.float32)[:, None] + np.float32(0.5 - cy[i])
+        alpha = _coverage(scene.shape, dx, dy, np.float32(r))[..., None]
+        window = bg[y0:y1, x0:x1] * (1.0 - alpha) + rgb * alpha
+        frames[i, y0:y1, x0:x1] = np.rint(window).astype(np.uint8)
+    return frames
+
+
+def write_video(
+    path: str | os.PathLike[str],
+    scenes: list[Scene],
+    *,
+    scene_seconds: float = 8.0,
+    fps: float = 4.0,
+    size: int = 128,
+    seed: int = 0,
+) -> list[dict]:
+    """Encode ``scenes`` back to back as one H.264 mp4; return one manifest row per scene.
+
+    Each scene lasts round(scene_seconds * fps) frames; rows hold the actual boundaries
+    in seconds, which tile the video exactly.
+    """
+    if not scenes:
+        raise ValueError("a video needs at least one scene")
+    _check_size(size)
+    n = _frame_count(scene_seconds, fps)
+    rate = Fraction(fps).limit_denominator(1001)
+    rng = np.random.default_rng(seed)
+    rows = []
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width = size
+        stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.gop_size = n
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        index = 0
+        for k, scene in enumerate(scenes):
+            for rgb in render_frames(scene, seconds=scene_seconds, fps=fps, size=size, rng=rng):
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                frame.pts = index
+                frame.time_base = 1 / rate
+                index += 1
+                container.mux(stream.encode(frame))
+            rows.append(
+                {
+                    "video": str(path),
+                    "start": round(k * n / float(rate), 6),
+                    "end": round((k + 1) * n / float(rate), 6),
+                    "caption": scene.caption,
+                }
+            )
+        container.mux(stream.encode(None))
+    return rows
+
+
+def make_dataset(
+    out_dir: str | os.PathLike[str],
+    *,
+    videos: int,
+    scenes_per_video: int,
+    scene_seconds: float = 8.0,
+    fps: float = 4.0,
+    size: int = 128,
+    seed: int = 0,
+    manifest_name: str = "pairs.jsonl",
+    hard_negatives: bool = False,
+) -> Path:
+    """Write ``videos`` mp4 files under out_dir/videos and a JSONL manifest of clip captions.
+
+    Manifest "video" paths are relative to the manifest's folder. With ``hard_negatives``,
+    each video's scenes come in groups sharing colour and shape that differ only in
+    direction. Returns the manifest path.
+    """
+    if videos < 1 or scenes_per_video < 1:
+        raise ValueError("videos and scenes_per_video must be >= 1")
+    out = Path(out_dir)
+    video_dir = out / "videos"
+    video_dir.mkdir(parents=True, exist_ok=True)
+    manifest = out / manifest_name
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    pick = _hard_negative_scenes if hard_negatives else random_scenes
+    rows: list[dict] = []
+    for i in range(videos):
+        scenes = pick(scenes_per_video, rng=rng)
+        video_seed = int(rng.integers(2**31))
+        path = video_dir / f"synth_{i:04d}.mp4"
+        for row in write_video(
+            path, scenes, scene_seconds=scene_seconds, fps=fps, size=size, seed=video_seed
+        ):
+            row["video"] = Path(os.path.relpath(path, manifest.parent)).as_posix()
+            rows.append(row)
+    with manifest.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+    return manifest
