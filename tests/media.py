@@ -1,0 +1,118 @@
+"""Write tiny synthetic media files with PyAV; each video frame's gray level encodes its index."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import av
+import numpy as np
+
+FrameFn = Callable[[int, int, int], np.ndarray]
+
+# Options that keep encoding fast; everything else is the encoder's default.
+_FAST = {"libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"}}
+
+
+def level(index: int) -> int:
+    """The gray level (30..229) of frame `index`; neighbouring frames differ by at least 37."""
+    return (index * 37) % 200 + 30
+
+
+def index_frame(index: int, width: int, height: int) -> np.ndarray:
+    """Flat gray at level(index), with a white square marking the top-left corner."""
+    img = np.full((height, width, 3), level(index), np.uint8)
+    side = min(width, height) // 4
+    img[:side, :side] = 255
+    return img
+
+
+def measured_level(frame: np.ndarray) -> float:
+    """The gray level of a decoded index_frame (the median ignores the corner marker)."""
+    return float(np.median(frame))
+
+
+def write_video(
+    path: str | Path,
+    *,
+    seconds: float = 4.0,
+    fps: int = 10,
+    size: tuple[int, int] = (160, 120),
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    frame_fn: FrameFn = index_frame,
+    vfr_times: list[float] | None = None,
+    rotation: int = 0,
+    faststart: bool = False,
+) -> Path:
+    """Write a video whose upright frames are frame_fn(index, width, height) at the given size.
+
+    Frames are at k/fps for `seconds`, or at the explicit `vfr_times` (seconds,
+    millisecond time base). `rotation` is stored as a display matrix turning the
+    stored picture counter-clockwise into the upright one (what ffprobe reports).
+    """
+    path = Path(path)
+    width, height = size
+    times = vfr_times if vfr_times is not None else [i / fps for i in range(round(seconds * fps))]
+    time_base = Fraction(1, 1000) if vfr_times is not None else Fraction(1, fps)
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as out:
+        stream = out.add_stream(codec, rate=fps, options=_FAST.get(codec, {}))
+        stream.width, stream.height = (height, width) if rotation % 180 else (width, height)
+        stream.pix_fmt = pix_fmt
+        stream.time_base = stream.codec_context.time_base = time_base
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for i, t in enumerate(times):
+            stored = np.rot90(frame_fn(i, width, height), -(rotation // 90))
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(stored), format="rgb24")
+            frame.pts, frame.time_base = round(t / time_base), time_base
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def write_audio_only(path: str | Path, *, seconds: float = 1.0, codec: str = "aac") -> Path:
+    """Write a file with a single audio stream (a 440 Hz tone) and no video."""
+    path = Path(path)
+    rate, chunk = 44100, 1024
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        for start in range(0, round(seconds * rate), chunk):
+            t = np.arange(start, start + chunk) / rate
+            samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = rate, start
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def write_truncated(path: str | Path, *, fraction: float = 0.3, faststart: bool = False) -> Path:
+    """Write a 4 s h264 mp4 and keep only its first `fraction` of bytes.
+
+    Without faststart the moov atom is at the end, so the result cannot be
+    opened at all; with it, the frames before the cut still decode.
+    """
+    path = Path(path)
+    write_video(path, faststart=faststart)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+def write_bad_files(folder: str | Path) -> dict[str, Path]:
+    """Write one file of each undecodable kind: empty, text, truncated, audio_only."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    empty = folder / "empty.mp4"
+    empty.write_bytes(b"")
+    text = folder / "text.mp4"
+    text.write_text("This is not a video, just some text with a video extension.\n")
+    return {
+        "empty": empty,
+        "text": text,
+        "truncated": write_truncated(folder / "truncated.mp4"),
+        "audio_only": write_audio_only(folder / "audio_only.mp4"),
+    }
