@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -81,7 +83,7 @@ def index(
     fps: Annotated[Optional[float], typer.Option(help="Frames sampled per second of video [default: the model's, 1.0].",
                                                  show_default=False)] = None,
     window: Annotated[Optional[int], typer.Option(
-        help="Frames encoded together in one pass [default: the model's max_frames, 256 = 4.3 min at 1 fps].",
+        help="Frames encoded together in one pass [default: what the model was trained on; 256 = 4.3 min at 1 fps].",
         show_default=False)] = None,
     segment: Annotated[Optional[float], typer.Option(help="Seconds per searchable segment [default: 4].",
                                                      show_default=False)] = None,
@@ -190,6 +192,116 @@ def status(index_dir: IndexOption = None, as_json: JsonOption = False) -> None:
                f"size      {size / 1e6:.1f} MB")
     for failure in info["failures"]:
         typer.echo(f"failed: {failure['path']}: {failure['error']}")
+
+
+@app.command()
+@user_errors
+def train(
+    manifest: Annotated[Path, typer.Argument(help="JSONL (or CSV) of {video, start?, end?, caption} lines; "
+                                                  "video paths may be relative to the manifest.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Checkpoint folder to write (usable as `--model DIR`).",
+                                      show_default=False)],
+    val: Annotated[Optional[Path], typer.Option("--val", help="Held-out manifest: recall@K is reported on it at the end.",
+                                                show_default=False)] = None,
+    model: Annotated[str, typer.Option("--model", help="Where to start: registry name, model JSON or checkpoint.")]
+        = "longvivit-b32",
+    frames: Annotated[int, typer.Option(help="Frames per training clip (16 = the paper's short-clip stage).")] = 16,
+    fps: Annotated[float, typer.Option(help="Frames sampled per second of video.")] = 1.0,
+    mask_ratio: Annotated[float, typer.Option(help="Share of video tokens dropped at random in training.")] = 0.75,
+    steps: Annotated[Optional[int], typer.Option(help="Optimiser steps [default: one epoch].", show_default=False)] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Passes over the manifest (instead of --steps).",
+                                                    show_default=False)] = None,
+    batch_size: Annotated[int, typer.Option(help="Global batch size (split across torchrun processes).")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate (warmup, then cosine decay).")] = 1e-4,
+    warmup: Annotated[Optional[int], typer.Option(help="Warmup steps [default: 5% of the run].", show_default=False)] = None,
+    train_last: Annotated[Optional[int], typer.Option(
+        help="Train only the last K video blocks, the temporal embedding and the heads (the paper's long-video "
+             "stage) [default: train everything].", show_default=False)] = None,
+    mixing: Annotated[str, typer.Option(help="joint (video-first, space-time attention) or frame (ImageViT baseline).")]
+        = "joint",
+    group_by_video: Annotated[bool, typer.Option(
+        help="Keep clips of one video in the same batch, as hard negatives for each other.")] = False,
+    grad_checkpointing: Annotated[bool, typer.Option(help="Recompute activations in backward to save GPU memory.")] = False,
+    checkpoint_every: Annotated[int, typer.Option(help="Write a checkpoint every N steps (and at the end).")] = 200,
+    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out (optimizer, step, data order).")]
+        = False,
+    seed: Annotated[int, typer.Option(help="Seed for data order, crops and masks.")] = 0,
+    device: DeviceOption = Device.auto,
+    as_json: JsonOption = False,
+) -> None:
+    """Contrastive video-text training with input masking (LongViViT recipe). Runs under torchrun for DDP."""
+    from tqdm import tqdm
+
+    from .train import TrainSettings
+    from .train import train as run_training
+
+    settings = TrainSettings(
+        manifest=str(manifest), out=str(out), model=model, val=str(val) if val else None, frames=frames, fps=fps,
+        mask_ratio=mask_ratio, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup,
+        train_last=train_last, mixing=mixing, group_by_video=group_by_video, grad_checkpointing=grad_checkpointing,
+        checkpoint_every=checkpoint_every, device=device.value, seed=seed)
+    bar = tqdm(unit="step", desc="training", file=sys.stderr, disable=None)
+    last = {}
+
+    def on_step(report) -> None:
+        bar.total = report.steps
+        bar.n = report.step
+        bar.set_postfix(loss=f"{report.loss:.4f}", clips_per_s=f"{report.clips_per_second:.1f}", lr=f"{report.lr:.2e}")
+        last.update(step=report.step, loss=report.loss)
+
+    folder = run_training(settings, resume=resume, on_problem=lambda line: bar.write(f"skipped: {line}", file=sys.stderr),
+                          on_step=on_step)
+    bar.close()
+    if os.environ.get("RANK", "0") != "0":
+        return
+    result = {"checkpoint": str(folder.resolve()), **last}
+    if val is not None:
+        result["val"] = _evaluate(str(folder), val, frames=None, fps=None, device=device.value)
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(f"checkpoint {result['checkpoint']} (step {last.get('step')}, loss {last.get('loss', float('nan')):.4f})")
+        if val is not None:
+            typer.echo(_format_metrics(result["val"]))
+
+
+def _evaluate(model: str, manifest: Path, *, frames: Optional[int], fps: Optional[float], device: str) -> dict:
+    from .encoder import Encoder
+    from .evaluate import evaluate
+    from .train import load_pairs
+
+    pairs, problems = load_pairs(str(manifest))
+    for problem in problems:
+        typer.echo(f"skipped: {problem}", err=True)
+    if len(pairs) < 2:
+        from .errors import UsageError
+
+        raise UsageError(f"{manifest}: fewer than 2 usable pairs to evaluate on")
+    encoder = Encoder.load(model, device)
+    return evaluate(encoder, pairs, frames=frames or encoder.config.window, fps=fps or encoder.config.fps)
+
+
+def _format_metrics(metrics: dict) -> str:
+    return "\n".join(
+        f"{name}  R@1 {metrics[f'{name}_r1']:.3f}  R@5 {metrics[f'{name}_r5']:.3f}  R@10 {metrics[f'{name}_r10']:.3f}  "
+        f"median rank {metrics[f'{name}_median_rank']:.1f}" for name in ("t2v", "v2t")) + f"\n({int(metrics['pairs'])} pairs)"
+
+
+@app.command(name="eval")
+@user_errors
+def evaluate_command(
+    manifest: Annotated[Path, typer.Argument(help="JSONL (or CSV) manifest of held-out {video, start?, end?, caption}.",
+                                             show_default=False)],
+    model: Annotated[str, typer.Option("--model", help="Registry name, model JSON or checkpoint folder.")] = "clip-b32",
+    frames: Annotated[Optional[int], typer.Option(help="Frames per clip [default: what the model was trained on].",
+                                                  show_default=False)] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Frames per second [default: the model's].", show_default=False)] = None,
+    device: DeviceOption = Device.auto,
+    as_json: JsonOption = False,
+) -> None:
+    """Text-to-video and video-to-text recall@1/5/10 and median rank over a manifest's clips."""
+    metrics = _evaluate(model, manifest, frames=frames, fps=fps, device=device.value)
+    typer.echo(json.dumps(metrics) if as_json else _format_metrics(metrics))
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ class ModelConfig:
     tubelet_size: int = 1  # frames per tubelet (time slice)
     max_frames: int = 256  # frames covered by the temporal embedding before interpolation
     fps: float = 1.0  # the frame rate the model expects clips to be sampled at
+    clip_frames: int | None = None  # frames per clip it was trained on: the default index window (None: max_frames)
     init_seed: int = 0  # seed for random-init weights, so a random model is the same every time
     description: str = ""
 
@@ -41,6 +42,11 @@ class ModelConfig:
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @property
+    def window(self) -> int:
+        """Frames to encode in one pass by default."""
+        return self.clip_frames or self.max_frames
 
     def digest(self) -> str:
         """A stable hash of the recipe (name and description excluded)."""

@@ -110,7 +110,7 @@ class Indexer:
             raise IndexProblem(f"{index.path}: this index was built with model {recorded['spec']!r}; "
                                f"use that model, or another --index folder for {spec!r}")
         stored = index.db.get_setting("settings")
-        base = IndexSettings(**stored) if stored else IndexSettings(fps=config.fps, window=config.max_frames)
+        base = IndexSettings(**stored) if stored else IndexSettings(fps=config.fps, window=config.window)
         settings = IndexSettings(fps=base.fps if fps is None else fps, window=base.window if window is None else window,
                                  segment=base.segment if segment is None else segment)
         try:

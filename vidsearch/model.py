@@ -61,6 +61,7 @@ class VideoTextModel(nn.Module):
         with torch.no_grad():
             kernel = visual.conv1.weight.unsqueeze(2).repeat(1, 1, tubelet_size, 1, 1) / tubelet_size
             self.tubelet.weight.copy_(kernel)
+        visual.conv1.requires_grad_(False)  # replaced by the tubelet embedding; kept so CLIP weights still load
         # Zero-initialised, so an untrained model starts exactly at the image model.
         self.temporal_embedding = nn.Parameter(torch.zeros(max(1, max_frames // tubelet_size), width))
         self.register_buffer("image_mean", torch.tensor(image_mean).view(1, 1, 3, 1, 1), persistent=False)
@@ -139,6 +140,10 @@ class VideoTextModel(nn.Module):
             return VideoEmbedding(slices=slices, window=slices.mean(dim=1))
         patches = x[:, :, 1:]
         return VideoEmbedding(slices=self.project(patches.mean(dim=2)), window=self.project(patches.mean(dim=(1, 2))))
+
+    def forward(self, video: torch.Tensor, tokens: torch.Tensor, *, keep_ratio: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The contrastive pair: (video window embeddings (B, E), text embeddings (B, E)), unnormalised."""
+        return self.encode_video(video, keep_ratio=keep_ratio).window, self.encode_text(tokens)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids (B, L) -> projected, unnormalised text embeddings (B, E)."""

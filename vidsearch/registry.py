@@ -117,9 +117,11 @@ def build_tokenizer(config: ModelConfig):
     return open_clip.get_tokenizer(config.clip_arch)
 
 
-def load_model(spec: str) -> tuple[ModelConfig, VideoTextModel]:
-    """Build the model named by `spec`, with checkpoint weights when `spec` is a checkpoint folder."""
+def load_model(spec: str, **overrides) -> tuple[ModelConfig, VideoTextModel]:
+    """Build the model named by `spec` (config fields overridden by `overrides`), with checkpoint weights
+    when `spec` is a checkpoint folder."""
     config, folder = resolve(spec)
+    config = replace(config, **overrides)
     if folder is None:
         return config, build_model(config)
     from safetensors.torch import load_file
@@ -142,6 +144,11 @@ def save_checkpoint(model: VideoTextModel, config: ModelConfig, folder: Path, *,
         save_file(state, str(tmp / WEIGHTS_FILE))
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a checkpoint is an ordinary folder
+        for file in tmp.iterdir():
+            os.chmod(file, 0o666 & ~umask)
         old = folder.with_name(f".{folder.name}.old")
         if folder.exists():
             os.replace(folder, old)

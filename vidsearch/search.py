@@ -33,26 +33,32 @@ class Moment:
         return asdict(self)
 
 
-def merge_moments(hits: list[Hit], *, gap: float = 0.5) -> list[Moment]:
-    """Merge hits of one video whose spans touch or overlap (within `gap` seconds); best score first."""
-    by_video: dict[int, list[Hit]] = {}
-    for hit in hits:
-        by_video.setdefault(hit.video_id, []).append(hit)
-    moments: list[Moment] = []
-    for video_hits in by_video.values():
-        video_hits.sort(key=lambda h: h.start)
-        current = video_hits[0]
-        start, end, score, count = current.start, current.end, current.score, 1
-        for hit in video_hits[1:]:
-            if hit.start <= end + gap:
-                end, score, count = max(end, hit.end), max(score, hit.score), count + 1
-            else:
-                moments.append(Moment(current.path, start, end, score, count))
-                start, end, score, count = hit.start, hit.end, hit.score, 1
-            current = hit
-        moments.append(Moment(current.path, start, end, score, count))
-    moments.sort(key=lambda m: (-m.score, m.path, m.start))
-    return moments
+def merge_moments(hits: list[Hit], *, margin: float | None = None, gap: float = 0.5) -> list[Moment]:
+    """Grow moments from the best hits: a hit joins a moment of its video when it touches or overlaps it
+    (within `gap` seconds) and scores within `margin` of the moment's best; otherwise it starts its own.
+
+    The default margin is a quarter of the spread between the best and the median candidate score, so it
+    adapts to each model's score scale. A moment's score is its best segment's.
+    """
+    if not hits:
+        return []
+    ranked = sorted(hits, key=lambda h: (-h.score, h.path, h.start))
+    if margin is None:
+        scores = [h.score for h in ranked]
+        margin = 0.25 * (scores[0] - scores[len(scores) // 2])
+    moments: list[dict] = []
+    for hit in ranked:
+        joined = [m for m in moments if m["video_id"] == hit.video_id and hit.start <= m["end"] + gap
+                  and hit.end >= m["start"] - gap and hit.score >= m["score"] - margin]
+        merged = {"video_id": hit.video_id, "path": hit.path, "start": hit.start, "end": hit.end, "score": hit.score,
+                  "segments": 1}
+        for moment in joined:  # a hit that bridges two moments fuses them
+            merged.update(start=min(merged["start"], moment["start"]), end=max(merged["end"], moment["end"]),
+                          score=max(merged["score"], moment["score"]), segments=merged["segments"] + moment["segments"])
+            moments.remove(moment)
+        moments.append(merged)
+    moments.sort(key=lambda m: (-m["score"], m["path"], m["start"]))
+    return [Moment(m["path"], m["start"], m["end"], m["score"], m["segments"]) for m in moments]
 
 
 def check_query(text: str, k: int) -> None:

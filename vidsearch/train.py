@@ -1,0 +1,231 @@
+"""Contrastive pre-training with input masking: the loop, the schedule, checkpoints, resume and torchrun."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import registry
+from .data import ClipDataset, ManifestProblem, Pair, epoch_batches, read_manifest
+from .device import autocast, resolve_device
+from .errors import BadVideo, UsageError
+from .loss import ContrastiveLoss
+
+STATE_FILE = "train_state.pt"
+LOG_FILE = "train_log.jsonl"
+CACHE_LIMIT_BYTES = 2 << 30  # decode every clip once and keep it in memory below this size
+
+
+@dataclass
+class TrainSettings:
+    """Everything `vidsearch train` takes; saved in the checkpoint so a resumed run continues identically."""
+
+    manifest: str
+    out: str
+    model: str = "longvivit-b32"
+    val: str | None = None
+    frames: int = 16
+    fps: float = 1.0
+    mask_ratio: float = 0.75
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.1
+    warmup: int | None = None  # steps; default 5% of the run
+    train_last: int | None = None
+    mixing: str = "joint"
+    group_by_video: bool = False
+    grad_checkpointing: bool = False
+    checkpoint_every: int = 200
+    device: str = "auto"
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not 0 <= self.mask_ratio < 1:
+            raise UsageError("--mask-ratio must be in [0, 1)")
+        if self.frames < 1 or self.batch_size < 2:
+            raise UsageError("--frames must be >= 1 and --batch-size >= 2 (contrastive needs negatives)")
+        if self.steps is not None and self.epochs is not None:
+            raise UsageError("give --steps or --epochs, not both")
+        if self.lr <= 0:
+            raise UsageError("--lr must be positive")
+        if self.mixing not in ("frame", "joint"):
+            raise UsageError("--mixing must be frame or joint")
+
+
+@dataclass
+class StepReport:
+    step: int
+    steps: int
+    loss: float
+    lr: float
+    clips_per_second: float
+
+
+def get_lr(step: int, *, base: float, warmup: int, total: int) -> float:
+    """Linear warmup to `base`, then cosine decay to 0 at `total`."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class Distributed:
+    """torchrun's environment: rank, world size, and the process group (gloo on CPU, NCCL on GPU)."""
+
+    def __init__(self, device_name: str):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        device = resolve_device(device_name)
+        if self.world > 1:
+            if device.type == "cuda":
+                device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(device)
+            torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        self.device = device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def mean(self, value: torch.Tensor) -> float:
+        """The mean over ranks (a sync point: only call it when reporting)."""
+        value = value.detach()
+        if self.world > 1:
+            value = value.clone()
+            torch.distributed.all_reduce(value)
+            value /= self.world
+        return float(value)
+
+    def close(self) -> None:
+        if self.world > 1:
+            torch.distributed.destroy_process_group()
+
+
+def load_pairs(manifest: str) -> tuple[list[Pair], list[ManifestProblem]]:
+    """Manifest lines whose video can be opened; every other line becomes a problem with its line number."""
+    from .decode import probe
+
+    pairs, problems = read_manifest(Path(manifest))
+    usable = []
+    for pair in pairs:
+        try:
+            probe(pair.video)
+            usable.append(pair)
+        except BadVideo as exc:
+            problems.append(ManifestProblem(Path(manifest), pair.line, f"unreadable video: {exc}"))
+    return usable, sorted(problems, key=lambda p: p.line)
+
+
+def train(settings: TrainSettings, *, resume: bool = False, on_problem: Callable[[str], None] = print,
+          on_step: Callable[[StepReport], None] | None = None) -> Path:
+    """Train and return the checkpoint folder. Step s always sees the same batch, crops and masks, so a
+    resumed run retraces an uninterrupted one exactly."""
+    settings.validate()
+    dist = Distributed(settings.device)
+    out = Path(settings.out)
+    state = None
+    if resume and (out / STATE_FILE).is_file():
+        state = torch.load(out / STATE_FILE, weights_only=False)
+        settings = TrainSettings(**{**state["settings"], "device": settings.device})
+    pairs, problems = load_pairs(settings.manifest)
+    if dist.main:
+        for problem in problems:
+            on_problem(str(problem))
+    if len(pairs) < settings.batch_size:
+        raise UsageError(f"{settings.manifest}: {len(pairs)} usable pairs, fewer than --batch-size {settings.batch_size}")
+    if settings.batch_size % dist.world:
+        raise UsageError(f"--batch-size {settings.batch_size} must be divisible by the {dist.world} processes")
+
+    config, model = registry.load_model(str(out) if state else settings.model, temporal_mixing=settings.mixing,
+                                        clip_frames=settings.frames, fps=settings.fps)
+    model.to(dist.device).train()
+    model.grad_checkpointing = settings.grad_checkpointing and dist.device.type == "cuda"
+    if settings.train_last:
+        model.train_only_last(settings.train_last)
+    tokenizer = registry.build_tokenizer(config)
+    cache = len(pairs) * settings.frames * model.image_size ** 2 * 3 < CACHE_LIMIT_BYTES
+    dataset = ClipDataset(pairs, frames=settings.frames, fps=settings.fps, size=model.image_size, cache=cache)
+
+    per_epoch = len(epoch_batches(pairs, settings.batch_size, np.random.default_rng(0), group_by_video=settings.group_by_video))
+    total = settings.steps or max(1, round((settings.epochs or 1.0) * per_epoch))
+    warmup = settings.warmup if settings.warmup is not None else max(1, total // 20)
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=settings.lr, betas=(0.9, 0.98), eps=1e-6)
+    step = 0
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+    network = model
+    if dist.world > 1:
+        ids = [dist.device.index] if dist.device.type == "cuda" else None
+        network = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    loss_fn = ContrastiveLoss()
+    log = (out / LOG_FILE).read_text().splitlines() if state and (out / LOG_FILE).is_file() else []
+    keep_ratio = 1.0 - settings.mask_ratio
+
+    batches = _batches(dataset, settings, tokenizer, dist, start=step, total=total, per_epoch=per_epoch)
+    started, clips = time.perf_counter(), 0
+    for video, tokens in batches:
+        lr = get_lr(step, base=settings.lr, warmup=warmup, total=total)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(settings.seed * 1_000_003 + step * 101 + dist.rank)  # this step's token mask
+        with autocast(dist.device):
+            video_emb, text_emb = network(model.normalize_frames(video.to(dist.device)), tokens.to(dist.device),
+                                          keep_ratio=keep_ratio)
+        loss = loss_fn(video_emb, text_emb, model.logit_scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        optimizer.step()
+        step += 1
+        clips += video.shape[0] * dist.world
+        report = StepReport(step, total, dist.mean(loss), lr, clips / (time.perf_counter() - started))
+        if dist.main:
+            log.append(json.dumps({"step": step, "loss": round(report.loss, 6), "lr": lr}))
+            if on_step:
+                on_step(report)
+            if step % settings.checkpoint_every == 0 or step == total:
+                _save(model, config, settings, optimizer, step, out, log)
+    dist.close()
+    return out
+
+
+def _batches(dataset: ClipDataset, settings: TrainSettings, tokenizer, dist: Distributed, *, start: int, total: int,
+             per_epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(uint8 clips, caption tokens) for steps start..total-1 on this rank, decoded one batch ahead."""
+    from .indexer import prefetch
+
+    def make() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        local = settings.batch_size // dist.world
+        for step in range(start, total):
+            epoch, position = divmod(step, per_epoch)
+            batch = epoch_batches(dataset.pairs, settings.batch_size, np.random.default_rng([settings.seed, epoch]),
+                                  group_by_video=settings.group_by_video)[position]
+            mine = batch[dist.rank * local:(dist.rank + 1) * local]
+            crops = np.random.default_rng([settings.seed, step, 1])
+            video = torch.from_numpy(np.stack([dataset.clip(i, crops) for i in mine]))
+            yield video, tokenizer([dataset.pairs[i].caption for i in mine])
+
+    return prefetch(make(), depth=2)
+
+
+def _save(model, config, settings: TrainSettings, optimizer, step: int, out: Path, log: list[str]) -> None:
+    """One checkpoint folder, swapped in whole: weights, config, optimizer + step, and the loss log so far."""
+    buffer = io.BytesIO()
+    torch.save({"step": step, "optimizer": optimizer.state_dict(), "settings": asdict(settings)}, buffer)
+    extra = {STATE_FILE: buffer.getvalue(), LOG_FILE: "".join(line + "\n" for line in log).encode()}
+    registry.save_checkpoint(model, config, out, extra_files=extra)
