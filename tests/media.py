@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
 
 import av
 import numpy as np
@@ -33,6 +33,22 @@ def measured_level(frame: np.ndarray) -> float:
     return float(np.median(frame))
 
 
+def bar_frame(index: int, width: int, height: int) -> np.ndarray:
+    """A white bar moving 3 px a frame over dark gray: motion that encoders code with B-frames."""
+    img = np.full((height, width, 3), 40, np.uint8)
+    x = (index * 3) % (width - 8)
+    img[:, x : x + 8] = 235
+    return img
+
+
+def frame_times(path: str | Path) -> list[float]:
+    """The presentation time (seconds from the stream start) of every frame, decoding them all."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        origin = stream.start_time or 0
+        return [float((f.pts - origin) * stream.time_base) for f in container.decode(stream)]
+
+
 def write_video(
     path: str | Path,
     *,
@@ -53,6 +69,7 @@ def write_video(
     stored picture counter-clockwise into the upright one (what ffprobe reports).
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     width, height = size
     times = vfr_times if vfr_times is not None else [i / fps for i in range(round(seconds * fps))]
     time_base = Fraction(1, 1000) if vfr_times is not None else Fraction(1, fps)
@@ -76,15 +93,14 @@ def write_video(
 def write_audio_only(path: str | Path, *, seconds: float = 1.0, codec: str = "aac") -> Path:
     """Write a file with a single audio stream (a 440 Hz tone) and no video."""
     path = Path(path)
-    rate, chunk = 44100, 1024
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate = 48000
+    tone = 0.2 * np.sin(2 * np.pi * 440 * np.arange(round(seconds * rate)) / rate)
+    frame = av.AudioFrame.from_ndarray(tone.astype(np.float32)[None, :], format="fltp", layout="mono")
+    frame.sample_rate, frame.pts = rate, 0
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=rate, layout="mono")
-        for start in range(0, round(seconds * rate), chunk):
-            t = np.arange(start, start + chunk) / rate
-            samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
-            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = rate, start
-            out.mux(stream.encode(frame))
+        out.mux(stream.encode(frame))  # PyAV cuts the frame to the encoder's frame size
         out.mux(stream.encode(None))
     return path
 

@@ -21,7 +21,7 @@ class VideoInfo:
     fps: float  # average frame rate, 0.0 if unknown
     width: int  # upright (after rotation)
     height: int
-    rotation: int  # counter-clockwise display rotation (as ffprobe reports it): 0, 90, 180 or 270
+    rotation: int  # display matrix rotation, counter-clockwise as PyAV and ffprobe give it: 0, 90, 180 or 270
     codec: str
 
 
@@ -30,7 +30,7 @@ def _open(path: str | Path) -> tuple[av.container.InputContainer, av.VideoStream
     try:
         if Path(path).stat().st_size == 0:
             raise BadVideo(path, "empty file (0 bytes)")
-        container = av.open(str(path), metadata_errors="ignore")
+        container = av.open(str(path), metadata_errors="ignore")  # a non-UTF-8 tag must not reject the file
     except FileNotFoundError:
         raise BadVideo(path, "file not found") from None
     except PermissionError:
