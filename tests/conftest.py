@@ -15,3 +15,29 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("VIDSEARCH_HOME", str(home))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     return home
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory):
+    """Small train / test sets of moving-shape scenes (random scenes, so appearance tells videos apart)."""
+    from vidsearch.synthetic import make_dataset
+
+    root = tmp_path_factory.mktemp("synthetic")
+    train = make_dataset(root / "train", videos=24, scenes_per_video=4, seed=0)
+    test = make_dataset(root / "test", videos=4, scenes_per_video=4, seed=99)
+    return train, test
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(synthetic, tmp_path_factory):
+    """The tiny model trained for a few CPU-seconds through the real CLI; returns (checkpoint, summary)."""
+    import json
+
+    from cli_helpers import run_cli
+
+    train, test = synthetic
+    out = tmp_path_factory.mktemp("trained") / "tiny-ckpt"
+    proc = run_cli("train", str(train), "--out", str(out), "--model", "tiny", "--frames", "8", "--steps", "150",
+                   "--batch-size", "32", "--lr", "1e-3", "--checkpoint-every", "50", "--val", str(test), "--json",
+                   "--device", "cpu")
+    return out, json.loads(proc.stdout)

@@ -1,0 +1,100 @@
+"""Manifest parsing, batching, the LR schedule and the contrastive loss: pure logic, fast."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vidsearch.data import Pair, epoch_batches, read_manifest
+from vidsearch.loss import ContrastiveLoss
+from vidsearch.train import get_lr
+
+
+@pytest.fixture
+def videos(tmp_path):
+    (tmp_path / "clips").mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / "clips" / name).write_bytes(b"\0")
+    return tmp_path
+
+
+def write_lines(path, lines):
+    path.write_text("\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n")
+    return path
+
+
+def test_good_lines_resolve_relative_paths_and_optional_spans(videos):
+    manifest = write_lines(videos / "pairs.jsonl", [
+        {"video": "clips/a.mp4", "start": 1, "end": 5.5, "caption": "a dog"},
+        {"video": str(videos / "clips" / "b.mp4"), "caption": "a cat"},
+    ])
+    pairs, problems = read_manifest(manifest)
+    assert problems == []
+    assert pairs == [Pair(videos / "clips" / "a.mp4", 1.0, 5.5, "a dog", 1), Pair(videos / "clips" / "b.mp4", None, None, "a cat", 2)]
+
+
+def test_bad_lines_are_reported_with_their_line_numbers(videos):
+    manifest = write_lines(videos / "pairs.jsonl", [
+        {"video": "clips/a.mp4", "caption": "fine"},
+        {"caption": "no video"},
+        {"video": "clips/a.mp4"},
+        "{not json",
+        "",
+        {"video": "clips/a.mp4", "start": 5, "end": 2, "caption": "backwards"},
+        {"video": "clips/a.mp4", "caption": "   "},
+        {"video": "clips/missing.mp4", "caption": "gone"},
+        {"video": "clips/a.mp4", "start": "soon", "caption": "bad number"},
+        [1, 2],
+    ])
+    pairs, problems = read_manifest(manifest)
+    assert [p.line for p in pairs] == [1]
+    found = {p.line: p.reason for p in problems}
+    assert set(found) == {2, 3, 4, 6, 7, 8, 9, 10}
+    assert "missing key: video" in found[2] and "missing key: caption" in found[3]
+    assert "JSON" in found[4] and "after start" in found[6] and "empty caption" in found[7]
+    assert "not found" in found[8] and "number" in found[9]
+    assert all(str(manifest) in str(p) and f":{p.line}:" in str(p) for p in problems)
+
+
+def test_csv_manifests_work_too(videos):
+    (videos / "pairs.csv").write_text("video,start,end,caption\nclips/a.mp4,0,4,a dog\nclips/b.mp4,,,a cat\nclips/b.mp4,3,1,x\n")
+    pairs, problems = read_manifest(videos / "pairs.csv")
+    assert [(p.start, p.end, p.caption) for p in pairs] == [(0.0, 4.0, "a dog"), (None, None, "a cat")]
+    assert [p.line for p in problems] == [4]
+
+
+def test_grouped_batches_keep_each_videos_clips_together():
+    pairs = [Pair(f"/v{i // 4}.mp4", None, None, f"c{i}", i) for i in range(32)]
+    batches = epoch_batches(pairs, 8, np.random.default_rng(0), group_by_video=True)
+    assert len(batches) == 4 and all(len(b) == 8 for b in batches)
+    for batch in batches:
+        assert len({pairs[i].video for i in batch}) == 2
+    assert sorted(i for b in batches for i in b) == list(range(32))
+    shuffled = epoch_batches(pairs, 8, np.random.default_rng(0), group_by_video=False)
+    assert any(len({pairs[i].video for i in b}) > 2 for b in shuffled)
+
+
+def test_lr_warms_up_then_decays_to_zero():
+    lrs = [get_lr(s, base=1.0, warmup=10, total=110) for s in range(111)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[60] == pytest.approx(0.5) and lrs[110] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+
+
+def test_contrastive_loss_rewards_alignment_and_is_symmetric():
+    torch.manual_seed(0)
+    x = torch.randn(8, 16)
+    loss = ContrastiveLoss()
+    scale = torch.tensor(math.log(10.0))
+    aligned, shuffled = loss(x, x, scale), loss(x, x[torch.randperm(8)], scale)
+    assert aligned < shuffled
+    y = torch.randn(8, 16)
+    torch.testing.assert_close(loss(x, y, scale), loss(y, x, scale))
+
+
+def test_temperature_is_clamped():
+    x, y = torch.randn(4, 8), torch.randn(4, 8)
+    loss = ContrastiveLoss()
+    torch.testing.assert_close(loss(x, y, torch.tensor(50.0)), loss(x, y, torch.tensor(math.log(100.0))))
