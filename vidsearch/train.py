@@ -216,8 +216,8 @@ def _batches(dataset: ClipDataset, settings: TrainSettings, tokenizer, dist: Dis
             batch = epoch_batches(dataset.pairs, settings.batch_size, np.random.default_rng([settings.seed, epoch]),
                                   group_by_video=settings.group_by_video)[position]
             mine = batch[dist.rank * local:(dist.rank + 1) * local]
-            crops = np.random.default_rng([settings.seed, step, 1])
-            video = torch.from_numpy(np.stack([dataset.clip(i, crops) for i in mine]))
+            # each clip's crop depends only on (seed, step, clip), so any split across ranks sees the same data
+            video = torch.from_numpy(np.stack([dataset.clip(i, np.random.default_rng([settings.seed, step, i])) for i in mine]))
             yield video, tokenizer([dataset.pairs[i].caption for i in mine])
 
     return prefetch(make(), depth=2)
