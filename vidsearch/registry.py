@@ -85,7 +85,7 @@ def build_clip(config: ModelConfig, *, load_pretrained: bool = True) -> torch.nn
                 if pretrained:
                     open_clip.load_checkpoint(clip, pretrained)
             else:
-                clip = open_clip.create_model(config.clip_arch, pretrained=pretrained)
+                clip = open_clip.create_model(config.clip_arch, pretrained=pretrained and weights_source(config.clip_arch, pretrained))
         except (RuntimeError, OSError, ValueError, KeyError) as exc:
             reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise ModelUnavailable(
@@ -93,6 +93,30 @@ def build_clip(config: ModelConfig, *, load_pretrained: bool = True) -> torch.nn
                 f"and point \"pretrained\" at it in a copy of models/{config.name}.json passed as --model, "
                 f"or use --model tiny") from exc
     return clip
+
+
+def weights_source(arch: str, pretrained: str) -> str:
+    """What to hand open_clip: the cached file of a pretrained tag when it was downloaded before (no network
+    round-trip on every start), the tag itself when the hub is reachable, and a clear error when it is not."""
+    import socket
+    from urllib.parse import urlparse
+
+    import open_clip
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    hub = (open_clip.get_pretrained_cfg(arch, pretrained) or {}).get("hf_hub")
+    if not hub:
+        return pretrained  # a local file, or a tag open_clip will reject with its own message
+    repo, filename = os.path.split(hub)
+    for name in [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]:
+        cached = try_to_load_from_cache(repo, name)
+        if isinstance(cached, str):
+            return cached
+    try:
+        socket.getaddrinfo(urlparse(constants.ENDPOINT).hostname, 443)
+    except OSError as exc:
+        raise RuntimeError(f"weights are not in the local cache and the model hub cannot be reached: {exc}") from None
+    return pretrained
 
 
 def build_model(config: ModelConfig, *, load_pretrained: bool = True) -> VideoTextModel:

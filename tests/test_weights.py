@@ -1,0 +1,48 @@
+"""Registry models load their open_clip tag from the local Hugging Face cache, with no network, and say
+clearly when the weights are neither cached nor downloadable."""
+
+
+import pytest
+import torch
+from cli_helpers import run_cli, run_json
+from media import write_video
+
+
+@pytest.fixture(scope="module")
+def hf_home(tmp_path_factory):
+    """A Hugging Face cache holding random ViT-B/32 weights where open_clip's `openai` tag looks for them."""
+    import open_clip
+
+    home = tmp_path_factory.mktemp("hf")
+    repo = home / "hub" / "models--timm--vit_base_patch32_clip_224.openai"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-B-32-quickgelu")
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(snapshot / "open_clip_model.safetensors"))
+    return home
+
+
+def test_clip_b32_indexes_from_cached_weights_offline(hf_home, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.setenv("HF_ENDPOINT", "http://no-such-host.invalid")  # only the cache can answer
+    write_video(tmp_path / "v" / "clip.mp4", seconds=3, fps=5)
+    summary = run_json("index", str(tmp_path / "v"), "--model", "clip-b32", home=tmp_path / "idx")
+    assert summary["indexed"] == 1
+    status = run_json("status", home=tmp_path / "idx")
+    assert status["model"]["spec"] == "clip-b32" and status["model"]["dim"] == 512
+    hits = run_json("query", "a gray square", home=tmp_path / "idx")["hits"]
+    assert hits and hits[0]["path"].endswith("clip.mp4")
+
+
+def test_weights_neither_cached_nor_reachable_give_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://no-such-host.invalid")
+    write_video(tmp_path / "v" / "clip.mp4", seconds=2, fps=5)
+    proc = run_cli("index", str(tmp_path / "v"), "--model", "clip-b32", home=tmp_path / "idx", check=1)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--model tiny" in lines[0] and "cannot be reached" in lines[0], proc.stderr
