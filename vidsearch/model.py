@@ -62,8 +62,10 @@ class VideoTextModel(nn.Module):
             kernel = visual.conv1.weight.unsqueeze(2).repeat(1, 1, tubelet_size, 1, 1) / tubelet_size
             self.tubelet.weight.copy_(kernel)
         visual.conv1.requires_grad_(False)  # replaced by the tubelet embedding; kept so CLIP weights still load
-        # Zero-initialised, so an untrained model starts exactly at the image model.
-        self.temporal_embedding = nn.Parameter(torch.zeros(max(1, max_frames // tubelet_size), width))
+        # Zero-initialised, so an untrained model starts exactly at the image model. Frame mixing never uses
+        # it: the ImageViT baseline stays CLIP per frame plus an order-blind mean, trained or not.
+        self.temporal_embedding = nn.Parameter(torch.zeros(max(1, max_frames // tubelet_size), width),
+                                               requires_grad=temporal_mixing == "joint")
         self.register_buffer("image_mean", torch.tensor(image_mean).view(1, 1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(image_std).view(1, 1, 3, 1, 1), persistent=False)
 
@@ -97,6 +99,8 @@ class VideoTextModel(nn.Module):
         x = x.flatten(3).permute(0, 2, 3, 1)  # (B, T', N, D)
         cls = visual.class_embedding.to(x.dtype).expand(batch, slices, 1, width)
         x = torch.cat([cls, x], dim=2) + visual.positional_embedding.to(x.dtype)
+        if self.temporal_mixing == "frame":
+            return x
         return x + self.temporal_positions(slices).to(x.dtype)[None, :, None, :]
 
     def drop_tokens(self, tokens: torch.Tensor, keep_ratio: float) -> torch.Tensor:
@@ -157,7 +161,9 @@ class VideoTextModel(nn.Module):
         """Freeze everything but the last `blocks` video blocks, the temporal embedding, the heads and the temperature."""
         for parameter in self.parameters():
             parameter.requires_grad = False
-        trainable = [self.temporal_embedding, self.clip.visual.proj, self.clip.logit_scale]
+        trainable = [self.clip.visual.proj, self.clip.logit_scale]
+        if self.temporal_mixing == "joint":
+            trainable.append(self.temporal_embedding)
         if getattr(self.clip, "text_projection", None) is not None:
             trainable.append(self.clip.text_projection)
         for parameter in trainable:
