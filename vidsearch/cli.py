@@ -87,9 +87,14 @@ def index(
         show_default=False)] = None,
     segment: Annotated[Optional[float], typer.Option(help="Seconds per searchable segment [default: 4].",
                                                      show_default=False)] = None,
+    reindex: Annotated[bool, typer.Option(help="Rebuild the index when --model or the settings differ from "
+                                               "what it was built with (otherwise that is refused).")] = False,
+    retry_failed: Annotated[bool, typer.Option(help="Try again files that failed before and have not changed.")]
+        = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Index videos: decode, encode and store them. Unchanged files are skipped.
+    """Index videos: decode, encode and store them. Unchanged files are skipped, changed ones re-encoded,
+    renamed or copied ones reuse their vectors, and deleted ones are dropped.
 
     Exit code 0 when every file is indexed, 1 when some failed (one line each), 2 for bad arguments.
     """
@@ -101,24 +106,26 @@ def index(
     files = find_videos(paths)
     idx = open_index(index_dir, create=True)
     idx.lock_for_writing()
-    indexer = Indexer(idx, model=model, device=device.value, fps=fps, window=window, segment=segment)
+    indexer = Indexer(idx, model=model, device=device.value, fps=fps, window=window, segment=segment, reindex=reindex)
     results = []
     with tqdm(total=len(files), unit="video", desc="indexing", file=sys.stderr, disable=None) as bar:
-        for result in indexer.run(files):
+        for result in indexer.run(paths, retry_failed=retry_failed):
             results.append(result)
             if result.status == "failed":
                 bar.write(f"failed: {result.path}: {result.reason}", file=sys.stderr)
             bar.set_postfix(seconds=int(sum(r.seconds for r in results)))
-            bar.update()
+            if result.status != "removed":
+                bar.update()
     idx.close()
-    counts = {s: sum(r.status == s for r in results) for s in ("indexed", "unchanged", "failed")}
+    counts = {s: sum(r.status == s for r in results) for s in ("indexed", "reused", "unchanged", "failed", "removed")}
     summary = {**counts, "files": len(results), "video_seconds": round(sum(r.seconds for r in results), 3),
                "frames": sum(r.frames for r in results), "wall_seconds": round(time.perf_counter() - started, 3),
                "failures": [{"path": r.path, "reason": r.reason} for r in results if r.status == "failed"]}
     if as_json:
         typer.echo(json.dumps(summary))
     else:
-        typer.echo(f"{counts['indexed']} indexed, {counts['unchanged']} unchanged, {counts['failed']} failed "
+        typer.echo(f"{counts['indexed']} indexed, {counts['reused']} reused, {counts['unchanged']} unchanged, "
+                   f"{counts['failed']} failed, {counts['removed']} removed "
                    f"({summary['video_seconds']:.0f} s of video in {summary['wall_seconds']:.1f} s) -> {idx.path}")
     if counts["failed"]:
         raise typer.Exit(1)
@@ -150,6 +157,52 @@ def query(
     typer.echo(f"{'#':>3}  {'score':>6}  {'start-end':>13}  file")
     for rank, m in enumerate(moments, 1):
         typer.echo(f"{rank:>3}  {m.score:6.3f}  {clock(m.start) + '-' + clock(m.end):>13}  {m.path}")
+
+
+@app.command()
+@user_errors
+def remove(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to drop from the index (the files stay on disk).",
+                                                show_default=False)],
+    index_dir: IndexOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Drop files, or everything under folders, from the index."""
+    idx = open_index(index_dir)
+    idx.lock_for_writing()
+    removed = idx.remove([os.path.abspath(p.expanduser()) for p in paths])
+    idx.close()
+    if as_json:
+        typer.echo(json.dumps({"removed": removed}))
+    else:
+        typer.echo(f"{len(removed)} removed" + "".join(f"\n  {p}" for p in removed))
+
+
+@app.command()
+@user_errors
+def verify(
+    repair: Annotated[bool, typer.Option(help="Fix what can be fixed: rebuild FAISS from SQLite, drop vanished "
+                                              "files and orphan rows, delete leftover temporary files.")] = False,
+    index_dir: IndexOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check every invariant of an index and say what was found. Exit code 1 when something is wrong
+    (and, with --repair, was not fixed)."""
+    from .verify import verify as check
+
+    idx = open_index(index_dir)
+    if repair:
+        idx.lock_for_writing()
+    findings = check(idx, repair=repair)
+    idx.close()
+    if as_json:
+        typer.echo(json.dumps([f.__dict__ for f in findings]))
+    else:
+        for f in findings:
+            state = "ok" if f.ok else ("repaired" if f.repaired else "PROBLEM")
+            typer.echo(f"{state:<9} {f.check}" + ("" if f.ok else f": {f.detail}"))
+    if any(not f.ok and not f.repaired for f in findings):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -106,6 +106,45 @@ class Database:
                     ids.append(row_id)
         return ids
 
+    def video_with_hash(self, digest: str, *, other_than: str) -> dict[str, Any] | None:
+        """An indexed video with this content at another path (a rename or a copy)."""
+        rows = list(self.db["videos"].rows_where("hash = ? AND status = 'ok' AND path != ?", [digest, other_than], limit=1))
+        return rows[0] if rows else None
+
+    def copy_video(self, source: str, *, path: str, size: int, mtime: float) -> list[int]:
+        """Index `path` with the segments and vectors of `source` (same content); returns the new segment ids."""
+        original = self.video(source)
+        rows = self.db.execute("SELECT level, start, end, vector FROM segments WHERE video_id = ? ORDER BY id",
+                               [original["id"]]).fetchall()
+        segments = (Segment(level, start, end, np.frombuffer(vector, dtype=np.float32)) for level, start, end, vector in rows)
+        return self.save_video(path=path, size=size, mtime=mtime, hash=original["hash"], duration=original["duration"],
+                               fps=original["fps"], frames=original["frames"], segments=segments)
+
+    def touch_video(self, path: str, *, size: int, mtime: float) -> None:
+        """Record a new size/mtime for a file whose content hash did not change."""
+        with self.db.atomic():
+            self.db.execute("UPDATE videos SET size = ?, mtime = ? WHERE path = ?", [size, mtime, path])
+
+    def remove_videos(self, paths: Iterable[str]) -> tuple[list[str], np.ndarray]:
+        """Delete these files, and everything under these folders; returns (removed paths, their segment ids)."""
+        removed: list[str] = []
+        with self.db.atomic():
+            for path in paths:
+                prefix = path.rstrip("/") + "/"
+                rows = self.db.execute("SELECT path FROM videos WHERE path = ? OR substr(path, 1, ?) = ?",
+                                       [path, len(prefix), prefix]).fetchall()
+                removed += [r[0] for r in rows]
+            ids = np.concatenate([self.segment_ids(p) for p in removed]) if removed else np.zeros(0, np.int64)
+            for path in removed:
+                self._delete(path)
+        return removed, ids
+
+    def reset(self) -> None:
+        """Forget every video, segment and setting (for re-indexing with another model or settings)."""
+        with self.db.atomic():
+            for table in ("segments", "videos", "settings"):
+                self.db.execute(f"DELETE FROM {table}")
+
     def save_failure(self, *, path: str, size: int, mtime: float, error: str) -> None:
         with self.db.atomic():
             self._delete(path)
@@ -124,9 +163,10 @@ class Database:
                                "WHERE v.path = ? AND s.level = 'segment'", [path]).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64)
 
-    def segment_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """All segment-level (ids, vectors), in id order: what FAISS is rebuilt from."""
-        rows = self.db.execute("SELECT id, vector FROM segments WHERE level = 'segment' ORDER BY id").fetchall()
+    def segment_vectors(self, dim: int, *, ids: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Segment-level (ids, vectors) in id order, all of them or those in `ids`: what FAISS is built from."""
+        where = "" if ids is None else f" AND id IN ({','.join(str(int(i)) for i in ids)})"
+        rows = self.db.execute(f"SELECT id, vector FROM segments WHERE level = 'segment'{where} ORDER BY id").fetchall()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         return ids, vectors

@@ -40,6 +40,10 @@ class IndexDir:
         self._vectors: VectorStore | None = None
         self._lock_fd: int | None = None
 
+    def leftover_temp_files(self) -> list[Path]:
+        """Temporary FAISS files a killed run left behind."""
+        return sorted(self.path.glob(f"{VECTORS_FILE}*.tmp"))
+
     @property
     def dim(self) -> int | None:
         model = self.db.get_setting("model")
@@ -71,6 +75,25 @@ class IndexDir:
         if self._vectors is not None:
             self._vectors.save(self.path / VECTORS_FILE)
 
+    def rebuild_and_save(self) -> None:
+        """Rebuild FAISS from SQLite and write it (verify --repair)."""
+        self._vectors = self.rebuild_vectors()
+        self._vectors.save(self.path / VECTORS_FILE)
+
+    def remove(self, paths: list[str]) -> list[str]:
+        """Drop files (or everything under folders) from SQLite and FAISS; returns the removed paths."""
+        removed, ids = self.db.remove_videos(paths)
+        if len(ids):
+            self.vectors().remove(ids)
+            self.save_vectors()
+        return removed
+
+    def reset(self) -> None:
+        """Empty the index, keeping the folder (and the writer lock)."""
+        self.db.reset()
+        (self.path / VECTORS_FILE).unlink(missing_ok=True)
+        self._vectors = None
+
     def lock_for_writing(self) -> None:
         """Take the single-writer lock, or fail at once with a clear message."""
         import fcntl
@@ -82,6 +105,8 @@ class IndexDir:
             os.close(fd)
             raise IndexProblem(f"{self.path}: another `vidsearch index` is writing to this index; wait for it to finish") from None
         self._lock_fd = fd
+        for leftover in self.leftover_temp_files():  # only a writer may clean up after a killed writer
+            leftover.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._lock_fd is not None:

@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 
 from .config import IndexSettings
 from .db import Segment
 from .errors import BadVideo, IndexProblem, UsageError
+from .faults import crash_point
 from .indexdir import IndexDir
+from .prefetch import prefetch
 from .windows import chunked, group_segments, slice_spans
 
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv".split())
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -29,7 +27,7 @@ class FileResult:
     """What happened to one file in an indexing run."""
 
     path: str
-    status: str  # "indexed", "unchanged" or "failed"
+    status: str  # "indexed", "reused" (same content seen at another path), "unchanged", "failed" or "removed"
     reason: str | None = None
     seconds: float = 0.0  # seconds of video encoded in this run
     frames: int = 0  # frames decoded and encoded in this run
@@ -59,46 +57,11 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
-    """Run `items` in a background thread, `depth` items ahead, so decoding overlaps encoding."""
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                buffer.put((item, None))
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            buffer.put((None, exc))
-        buffer.put((done, None))
-
-    worker = threading.Thread(target=produce, daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, error = buffer.get()
-            if error is not None:
-                raise error
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                buffer.get_nowait()
-            except queue.Empty:
-                worker.join(0.05)
-
-
 class Indexer:
     """Indexes files into one index folder with one model; the model loads only when a file needs encoding."""
 
-    def __init__(self, index: IndexDir, *, model: str | None = None, device: str = "auto",
-                 fps: float | None = None, window: int | None = None, segment: float | None = None):
+    def __init__(self, index: IndexDir, *, model: str | None = None, device: str = "auto", fps: float | None = None,
+                 window: int | None = None, segment: float | None = None, reindex: bool = False):
         from . import registry
 
         self.index = index
@@ -106,20 +69,22 @@ class Indexer:
         spec = registry.canonical_spec(model) if model else (recorded["spec"] if recorded else "clip-b32")
         config, _ = registry.resolve(spec)
         self.fingerprint = registry.fingerprint(spec)
-        if recorded and recorded["fingerprint"] != self.fingerprint:
-            raise IndexProblem(f"{index.path}: this index was built with model {recorded['spec']!r}; "
-                               f"use that model, or another --index folder for {spec!r}")
         stored = index.db.get_setting("settings")
-        base = IndexSettings(**stored) if stored else IndexSettings(fps=config.fps, window=config.window)
+        base = IndexSettings(**stored) if stored and not reindex else IndexSettings(fps=config.fps, window=config.window)
         settings = IndexSettings(fps=base.fps if fps is None else fps, window=base.window if window is None else window,
                                  segment=base.segment if segment is None else segment)
         try:
             settings.validate()
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        if stored and settings != base:
+        if recorded and recorded["fingerprint"] != self.fingerprint and not reindex:
+            raise IndexProblem(f"{index.path}: this index was built with model {recorded['spec']!r}; use that model, "
+                               f"another --index folder, or --reindex to rebuild it with {spec!r}")
+        if stored and IndexSettings(**stored) != settings and not reindex:
             raise IndexProblem(f"{index.path}: this index was built with --fps {base.fps} --window {base.window} "
-                               f"--segment {base.segment}; use those, or another --index folder")
+                               f"--segment {base.segment}; use those, another --index folder, or --reindex")
+        if reindex and recorded and (recorded["fingerprint"] != self.fingerprint or IndexSettings(**stored) != settings):
+            index.reset()
         self.spec, self.config, self.settings, self.device = spec, config, settings, device
         self._encoder = None
 
@@ -135,15 +100,25 @@ class Indexer:
                 self.index.db.set_setting("settings", self.settings.to_dict())
         return self._encoder
 
-    def run(self, paths: Iterable[Path]) -> Iterator[FileResult]:
-        """Index every video under `paths`, yielding one result per file as it finishes."""
+    def run(self, paths: Iterable[Path], *, retry_failed: bool = False) -> Iterator[FileResult]:
+        """Index every video under `paths`, then drop indexed files under them that no longer exist;
+        yields one result per file as it finishes."""
+        roots = [Path(os.path.abspath(Path(p).expanduser())) for p in paths]
+        files = find_videos(roots)
         try:
-            for path in find_videos(paths):
-                yield self.index_file(path)
+            for path in files:
+                yield self.index_file(path, retry_failed=retry_failed)
+                crash_point("between-videos")
+            present = {str(f) for f in files}
+            for video in self.index.db.videos():
+                path = Path(video["path"])
+                if video["path"] not in present and _under(path, roots) and not (path.exists() or path.is_symlink()):
+                    self.index.remove([video["path"]])
+                    yield FileResult(video["path"], "removed")
         finally:
             self.index.save_vectors()
 
-    def index_file(self, path: Path) -> FileResult:
+    def index_file(self, path: Path, *, retry_failed: bool = False) -> FileResult:
         name = str(path)
         try:
             stat = path.stat()
@@ -151,9 +126,19 @@ class Indexer:
             return self._fail(name, 0, 0.0, f"cannot read: {exc.strerror or exc}")
         previous = self.index.db.video(name)
         if previous and previous["size"] == stat.st_size and previous["mtime"] == stat.st_mtime:
-            return FileResult(name, "unchanged" if previous["status"] == "ok" else "failed", previous["error"])
+            if previous["status"] == "ok":
+                return FileResult(name, "unchanged")
+            if not retry_failed:
+                return FileResult(name, "failed", previous["error"])
         try:
-            return self._encode_file(path, stat)
+            digest = file_hash(path)
+            if previous and previous["status"] == "ok" and previous["hash"] == digest:
+                self.index.db.touch_video(name, size=stat.st_size, mtime=stat.st_mtime)
+                return FileResult(name, "unchanged")
+            donor = self.index.db.video_with_hash(digest, other_than=name)
+            if donor is not None:
+                return self._reuse(name, donor["path"], stat)
+            return self._encode_file(path, stat, digest)
         except BadVideo as exc:
             return self._fail(name, stat.st_size, stat.st_mtime, exc.reason)
         except OSError as exc:
@@ -166,7 +151,17 @@ class Indexer:
             self.index.vectors().remove(old_ids)
         return FileResult(path, "failed", reason)
 
-    def _encode_file(self, path: Path, stat: os.stat_result) -> FileResult:
+    def _reuse(self, name: str, source: str, stat: os.stat_result) -> FileResult:
+        """A renamed or copied file: take the vectors of the same content, no decoding or encoding."""
+        old_ids = self.index.db.segment_ids(name)
+        new_ids = self.index.db.copy_video(source, path=name, size=stat.st_size, mtime=stat.st_mtime)
+        ids, vectors = self.index.db.segment_vectors(self.index.dim, ids=new_ids)
+        store = self.index.vectors()
+        store.remove(old_ids)
+        store.add(ids, vectors)
+        return FileResult(name, "reused")
+
+    def _encode_file(self, path: Path, stat: os.stat_result, digest: str) -> FileResult:
         from .decode import probe, sample_frames
         from .encoder import l2_normalize
 
@@ -177,6 +172,7 @@ class Indexer:
         segments: list[Segment] = []
         count = 0
         for window in prefetch(chunked(frames, settings.window), depth=2):
+            crash_point("decode")
             times = [t for t, _ in window]
             slices, whole = encoder.encode_clip(np.stack([f for _, f in window]))
             spans = slice_spans(times, tubelet=self.config.tubelet_size, frame_seconds=1.0 / settings.fps,
@@ -190,9 +186,13 @@ class Indexer:
             raise BadVideo(path, "no decodable frames")
         name = str(path)
         old_ids = self.index.db.segment_ids(name)
-        new_ids = self.index.db.save_video(path=name, size=stat.st_size, mtime=stat.st_mtime, hash=file_hash(path),
+        new_ids = self.index.db.save_video(path=name, size=stat.st_size, mtime=stat.st_mtime, hash=digest,
                                            duration=info.duration, fps=info.fps, frames=count, segments=segments)
         store = self.index.vectors()
         store.remove(old_ids)
         store.add(np.asarray(new_ids, dtype=np.int64), np.stack([s.vector for s in segments if s.level == "segment"]))
         return FileResult(name, "indexed", seconds=info.duration, frames=count)
+
+
+def _under(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)

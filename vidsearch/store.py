@@ -9,6 +9,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from .faults import crash_point
+
 
 class VectorStore:
     """An `IDMap2,Flat` inner-product index; vectors are L2-normalised, so scores are cosines."""
@@ -47,6 +49,9 @@ class VectorStore:
         ids = faiss.vector_to_array(self.index.id_map) if self.count else np.zeros(0, dtype=np.int64)
         return int(ids.size), int(ids.sum())
 
+    def reconstruct(self, vector_id: int) -> np.ndarray:
+        return self.index.reconstruct(vector_id)
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
@@ -70,6 +75,7 @@ class VectorStore:
         os.close(fd)
         try:
             faiss.write_index(self.index, tmp)
+            crash_point("faiss-write")
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

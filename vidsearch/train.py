@@ -19,6 +19,7 @@ from .data import ClipDataset, ManifestProblem, Pair, epoch_batches, read_manife
 from .device import autocast, resolve_device
 from .errors import BadVideo, UsageError
 from .loss import ContrastiveLoss
+from .prefetch import prefetch
 
 STATE_FILE = "train_state.pt"
 LOG_FILE = "train_log.jsonl"
@@ -207,8 +208,6 @@ def train(settings: TrainSettings, *, resume: bool = False, on_problem: Callable
 def _batches(dataset: ClipDataset, settings: TrainSettings, tokenizer, dist: Distributed, *, start: int, total: int,
              per_epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(uint8 clips, caption tokens) for steps start..total-1 on this rank, decoded one batch ahead."""
-    from .indexer import prefetch
-
     def make() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         local = settings.batch_size // dist.world
         for step in range(start, total):
