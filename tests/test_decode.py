@@ -152,8 +152,8 @@ def bad_files(folder):
 
 REASONS = {
     "empty": "empty file (0 bytes)",
-    "text": "cannot open: Invalid data found when processing input",
-    "truncated": "cannot open: Invalid data found when processing input",
+    "text": "cannot open: Invalid data found when processing input (moov atom not found)",
+    "truncated": "cannot open: Invalid data found when processing input (moov atom not found)",
     "audio_only": "not a video: no video stream (audio only)",
     "no_frames": "truncated: no decodable frames",
     "opus_only": "not a video: no video stream (audio only)",
@@ -169,6 +169,21 @@ def test_bad_files_raise_bad_video_naming_the_path(tmp_path, kind):
         with pytest.raises(BadVideo) as caught:
             call(path)
         assert str(caught.value) == f"{path}: {REASONS[kind]}"
+
+
+def test_a_huge_declared_frame_size_and_a_still_image_are_refused_with_ffmpegs_reason(tmp_path):
+    huge = tmp_path / "huge.y4m"
+    huge.write_bytes(b"YUV4MPEG2 W100000 H100000 F10:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(1000))
+    with pytest.raises(BadVideo, match="Picture size 100000x100000 is invalid"):
+        probe(huge)
+    still = tmp_path / "still.mp4"  # a PNG, whatever its name says
+    with av.open(str(still), "w", format="image2") as out:
+        stream = out.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "rgb24"
+        out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")))
+        out.mux(stream.encode())
+    with pytest.raises(BadVideo, match="not a video: a still image"):
+        probe(still)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import av.logging
 import numpy as np
 
 from .errors import BadVideo
 
 _EPS = 1e-3  # seconds: a frame this close before a target time still counts as reaching it
+STILL_IMAGE_FORMATS = frozenset({"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif_pipe",
+                                 "jpegxl_pipe", "qoi_pipe", "pgm_pipe", "ppm_pipe", "svg_pipe"})
+
+# FFmpeg's own error messages say why a file fails to open ("Picture size 100000x100000 is invalid"), so they
+# are captured while opening. Only then: FFmpeg logging from decoder threads can deadlock against the GIL.
+logging.getLogger("libav").addHandler(logging.NullHandler())
+logging.getLogger("libav").propagate = False
 
 
 @dataclass(frozen=True)
@@ -25,18 +35,35 @@ class VideoInfo:
     codec: str
 
 
+@contextlib.contextmanager
+def _ffmpeg_errors() -> Iterator[list]:
+    """Collect FFmpeg's error messages for the duration (single-threaded work only)."""
+    av.logging.set_level(av.logging.ERROR)
+    av.logging.set_skip_repeated(False)  # the same message for the next bad file must be seen again
+    try:
+        with av.logging.Capture() as logs:
+            yield logs
+    finally:
+        av.logging.set_level(None)
+
+
 def _open(path: str | Path) -> tuple[av.container.InputContainer, av.VideoStream]:
     """Open `path` and return it with its first real video stream, or raise BadVideo."""
     try:
         if Path(path).stat().st_size == 0:
             raise BadVideo(path, "empty file (0 bytes)")
-        container = av.open(str(path), metadata_errors="ignore")  # a non-UTF-8 tag must not reject the file
+        with _ffmpeg_errors() as logs:
+            container = av.open(str(path), metadata_errors="ignore")  # a non-UTF-8 tag must not reject the file
     except FileNotFoundError:
         raise BadVideo(path, "file not found") from None
     except PermissionError:
         raise BadVideo(path, "permission denied") from None
     except (av.FFmpegError, OSError) as e:
-        raise BadVideo(path, f"cannot open: {e.strerror}") from None
+        said = [message.strip() for level, _, message in logs if level <= av.logging.ERROR]
+        raise BadVideo(path, f"cannot open: {e.strerror}" + (f" ({said[-1]})" if said else "")) from None
+    if container.format.name in STILL_IMAGE_FORMATS:
+        container.close()
+        raise BadVideo(path, f"not a video: a still image ({container.format.name.removesuffix('_pipe')})")
     cover = av.stream.Disposition.attached_pic  # album art is not a video
     videos = [s for s in container.streams.video if not s.disposition & cover]
     if not videos:
