@@ -23,4 +23,5 @@ def run_cli(*args: str, home: Path | None = None, check: int | None = 0, timeout
 
 
 def run_json(*args: str, **kwargs) -> dict:
+    """Run with --json and parse stdout; `check` (the expected exit code) may be passed as for run_cli."""
     return json.loads(run_cli(*args, "--json", **kwargs).stdout)

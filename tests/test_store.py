@@ -93,3 +93,29 @@ def test_faiss_is_rebuilt_when_it_disagrees_with_sqlite(tmp_path):
 def test_a_missing_index_is_a_clear_error(tmp_path):
     with pytest.raises(IndexProblem, match="vidsearch index PATH"):
         IndexDir(tmp_path / "none")
+
+
+def clustered(rng, n, dim=32, centres=50):
+    means = unit(rng, centres, dim)
+    v = means[rng.integers(0, centres, n)] + 0.3 * rng.normal(size=(n, dim)).astype(np.float32) / np.sqrt(dim)
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_past_the_threshold_an_ivf_index_is_trained_and_tuned_for_recall(tmp_path):
+    rng = np.random.default_rng(4)
+    vectors = clustered(rng, 6000)
+    ids = np.arange(10, 6010)
+    store = VectorStore.build(ids, vectors, 32, ivf_threshold=5000)
+    assert store.kind.startswith("IVF") and store.nprobe >= 1
+    assert VectorStore.build(ids[:4000], vectors[:4000], 32, ivf_threshold=5000).kind == "IDMap2,Flat"
+    exact = VectorStore.build(ids, vectors, 32, ivf_threshold=10**9)
+    queries = clustered(np.random.default_rng(5), 100)
+    truth, found = exact.search(queries, 10)[1], store.search(queries, 10)[1]
+    recall = np.mean([len(set(t) & set(f)) / 10 for t, f in zip(truth, found)])
+    assert recall >= 0.9, recall
+    store.remove(ids[:100])
+    store.save(tmp_path / "ivf.faiss")
+    loaded = VectorStore.load(tmp_path / "ivf.faiss")
+    assert loaded.checksum() == (5900, int(ids[100:].sum())) and loaded.nprobe == store.nprobe
+    np.testing.assert_allclose(loaded.reconstruct(ids[[100, 5000]]), vectors[[100, 5000]], atol=1e-6)
+    assert loaded.needs_rebuild(ivf_threshold=5000) is False and loaded.needs_rebuild(ivf_threshold=20000) is True

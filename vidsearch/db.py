@@ -96,15 +96,13 @@ class Database:
                 "path": path, "size": size, "mtime": mtime, "hash": hash, "duration": duration, "fps": fps,
                 "status": "ok", "error": None, "frames": frames, "indexed_at": _now(),
             }).last_pk
-            ids = []
-            for seg in segments:
-                row_id = self.db["segments"].insert({
-                    "video_id": video_id, "level": seg.level, "start": seg.start, "end": seg.end,
-                    "vector": np.ascontiguousarray(seg.vector, dtype=np.float32).tobytes(),
-                }).last_pk
-                if seg.level == "segment":
-                    ids.append(row_id)
-        return ids
+            self.db.conn.executemany(
+                "INSERT INTO segments (video_id, level, start, end, vector) VALUES (?, ?, ?, ?, ?)",
+                ((video_id, seg.level, seg.start, seg.end, np.ascontiguousarray(seg.vector, dtype=np.float32).tobytes())
+                 for seg in segments))
+            rows = self.db.execute("SELECT id FROM segments WHERE video_id = ? AND level = 'segment' ORDER BY id",
+                                   [video_id]).fetchall()
+        return [r[0] for r in rows]
 
     def video_with_hash(self, digest: str, *, other_than: str) -> dict[str, Any] | None:
         """An indexed video with this content at another path (a rename or a copy)."""

@@ -72,7 +72,10 @@ class IndexDir:
         return VectorStore.build(ids, vectors, dim)
 
     def save_vectors(self) -> None:
+        """Write FAISS; first switch it between exact and IVF (or retrain IVF) when its size calls for it."""
         if self._vectors is not None:
+            if self._vectors.needs_rebuild():
+                self._vectors = self.rebuild_vectors()
             self._vectors.save(self.path / VECTORS_FILE)
 
     def rebuild_and_save(self) -> None:

@@ -120,6 +120,8 @@ class Indexer:
 
     def index_file(self, path: Path, *, retry_failed: bool = False) -> FileResult:
         name = str(path)
+        if not _is_utf8(name):  # SQLite stores text as UTF-8: such a name cannot be recorded
+            return FileResult(printable(name), "failed", "file name is not valid UTF-8; rename the file to index it")
         try:
             stat = path.stat()
         except OSError as exc:
@@ -192,6 +194,19 @@ class Indexer:
         store.remove(old_ids)
         store.add(np.asarray(new_ids, dtype=np.int64), np.stack([s.vector for s in segments if s.level == "segment"]))
         return FileResult(name, "indexed", seconds=info.duration, frames=count)
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def printable(name: str) -> str:
+    """A path that can always be printed: undecodable bytes of the file name shown as \\xNN."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _under(path: Path, roots: list[Path]) -> bool:

@@ -87,6 +87,7 @@ def _faiss_problems(index: IndexDir) -> list[str]:
         return [f"{VECTORS_FILE} holds {store.count} vectors (id sum {store.checksum()[1]}), SQLite {expected[0]} "
                 f"(id sum {expected[1]})"]
     ids, vectors = index.db.segment_vectors(store.dim)
-    sample = np.linspace(0, len(ids) - 1, num=min(len(ids), 1000)).astype(int) if len(ids) else []
-    mismatched = [int(ids[i]) for i in sample if not np.allclose(store.reconstruct(int(ids[i])), vectors[i], atol=1e-6)]
+    sample = np.unique(np.linspace(0, len(ids) - 1, num=min(len(ids), 1000)).astype(int)) if len(ids) else []
+    stored = store.reconstruct(ids[sample])
+    mismatched = [int(ids[i]) for i, row in zip(sample, stored) if not np.allclose(row, vectors[i], atol=1e-6)]
     return [f"segment {i}: FAISS vector differs from SQLite" for i in mismatched]

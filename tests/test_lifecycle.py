@@ -1,0 +1,165 @@
+"""The index stays right as the library changes, survives SIGKILL anywhere, and allows one writer."""
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+
+import pytest
+from cli_helpers import VIDSEARCH, run_cli, run_json
+from media import write_bad_files, write_video
+
+from vidsearch.indexdir import IndexDir
+from vidsearch.registry import registry_dir
+
+
+def snapshot(home):
+    """Everything an index holds, comparable across runs: videos, and segments with their vectors."""
+    con = sqlite3.connect(home / "vidsearch.db")
+    videos = con.execute("SELECT path, status, error, hash, frames FROM videos ORDER BY path").fetchall()
+    segments = con.execute("SELECT v.path, s.level, s.start, s.end, s.vector FROM segments s JOIN videos v "
+                           "ON v.id = s.video_id ORDER BY v.path, s.level, s.start").fetchall()
+    con.close()
+    return videos, segments
+
+
+def library(folder, names=("a", "b", "c")):
+    for i, name in enumerate(names):
+        write_video(folder / f"{name}.mp4", seconds=6 + 2 * i, fps=5, size=(96, 64))
+    return folder
+
+
+def test_modify_delete_rename_add_redo_only_the_changed_work(tmp_path):
+    videos, home = library(tmp_path / "videos"), tmp_path / "index"
+    first = run_json("index", str(videos), "--model", "tiny", home=home)
+    assert first["indexed"] == 3
+    write_video(videos / "a.mp4", seconds=4, fps=5, size=(96, 64), frame_fn=lambda i, w, h: _flat(i * 50, w, h))  # modified
+    os.remove(videos / "b.mp4")  # deleted
+    os.rename(videos / "c.mp4", videos / "c-renamed.mp4")  # renamed
+    write_video(videos / "d.mp4", seconds=3, fps=5, size=(96, 64))  # added
+    again = run_json("index", str(videos), home=home)
+    assert (again["indexed"], again["reused"], again["removed"], again["unchanged"]) == (2, 1, 2, 0)
+    assert again["frames"] == 4 + 3  # only a.mp4 and d.mp4 were decoded and encoded (1 frame per second)
+    paths = {v[0] for v in snapshot(home)[0]}
+    assert paths == {str(videos / n) for n in ("a.mp4", "c-renamed.mp4", "d.mp4")}
+    assert run_cli("verify", home=home).returncode == 0
+    hits = run_json("query", "anything at all", "-k", "50", home=home)["hits"]
+    assert {h["path"] for h in hits} <= paths and hits
+    run_cli("remove", str(videos / "d.mp4"), home=home)
+    assert str(videos / "d.mp4") not in {h["path"] for h in run_json("query", "x", "-k", "50", home=home)["hits"]}
+    assert run_json("status", home=home)["indexed"] == 2
+    assert run_cli("verify", home=home).returncode == 0
+
+
+def test_a_touched_but_identical_file_is_not_re_encoded(tmp_path):
+    videos, home = library(tmp_path / "videos", names=("a",)), tmp_path / "index"
+    run_cli("index", str(videos), "--model", "tiny", home=home)
+    os.utime(videos / "a.mp4", (1e9, 1e9))
+    again = run_json("index", str(videos), home=home)
+    assert again["unchanged"] == 1 and again["frames"] == 0
+
+
+@pytest.mark.parametrize("point", ["decode", "between-videos", "faiss-write"])
+def test_sigkill_anywhere_then_rerun_equals_a_clean_run(tmp_path, point):
+    videos = library(tmp_path / "videos")
+    clean, crashed = tmp_path / "clean", tmp_path / "crashed"
+    run_cli("index", str(videos), "--model", "tiny", home=clean)
+    env = {**os.environ, "VIDSEARCH_HOME": str(crashed), "VIDSEARCH_TEST_KILL_AT": point}
+    killed = subprocess.run([str(VIDSEARCH), "index", str(videos), "--model", "tiny"], env=env, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    if point == "faiss-write":
+        assert IndexDir(crashed).leftover_temp_files(), "the kill should leave a temporary FAISS file"
+    run_cli("index", str(videos), "--model", "tiny", home=crashed)
+    assert snapshot(crashed) == snapshot(clean)
+    assert run_cli("verify", home=crashed).returncode == 0
+    assert not IndexDir(crashed).leftover_temp_files()
+
+
+def test_a_second_writer_is_refused_and_readers_see_committed_state(tmp_path):
+    videos, home = library(tmp_path / "videos", names=("a",)), tmp_path / "index"
+    run_cli("index", str(videos), "--model", "tiny", home=home)
+    holder = IndexDir(home)
+    holder.lock_for_writing()
+    holder.db.db.execute("BEGIN IMMEDIATE")  # a writer mid-transaction
+    holder.db.db.execute("DELETE FROM segments")
+    try:
+        refused = run_cli("index", str(videos), home=home, check=1)
+        assert "another `vidsearch index` is writing" in refused.stderr and len(refused.stderr.splitlines()) == 1
+        hits = run_json("query", "something", home=home)["hits"]  # WAL: the last committed state
+        assert hits and hits[0]["path"] == str(videos / "a.mp4")
+    finally:
+        holder.db.db.execute("ROLLBACK")
+        holder.close()
+    assert run_cli("verify", home=home).returncode == 0
+
+
+def test_two_concurrent_index_runs_do_not_corrupt(tmp_path):
+    videos, home = library(tmp_path / "videos"), tmp_path / "index"
+    env = {**os.environ, "VIDSEARCH_HOME": str(home)}
+    run_cli("index", str(videos / "a.mp4"), "--model", "tiny", home=home)  # create the index first
+    runs = [subprocess.Popen([str(VIDSEARCH), "index", str(videos)], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = [(r.wait(), r.stderr.read()) for r in runs]
+    assert sorted(code for code, _ in outcomes) in ([0, 0], [0, 1])
+    for code, err in outcomes:
+        if code == 1:
+            assert "another `vidsearch index` is writing" in err
+    assert run_json("status", home=home)["indexed"] == 3
+    assert run_cli("verify", home=home).returncode == 0
+
+
+def test_model_and_settings_are_pinned_unless_reindex(tmp_path):
+    videos, home = library(tmp_path / "videos", names=("a",)), tmp_path / "index"
+    run_cli("index", str(videos), "--model", "tiny", home=home)
+    other = tmp_path / "other.json"
+    config = json.loads((registry_dir() / "tiny.json").read_text())
+    other.write_text(json.dumps({**config, "name": "tiny-seed-1", "init_seed": 1}))
+    refused = run_cli("index", str(videos), "--model", str(other), home=home, check=1)
+    assert "--reindex" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert "--reindex" in run_cli("index", str(videos), "--segment", "2", home=home, check=1).stderr
+    rebuilt = run_json("index", str(videos), "--model", str(other), "--reindex", home=home)
+    assert rebuilt["indexed"] == 1
+    assert run_json("status", home=home)["model"]["name"] == "tiny-seed-1"
+
+
+def test_bad_input_corpus_one_line_each_good_files_index_failures_not_retried(tmp_path):
+    videos, home = library(tmp_path / "videos", names=("good",)), tmp_path / "index"
+    bad = write_bad_files(videos / "bad")
+    (videos / "random.mp4").write_bytes(os.urandom(5000))
+    (videos / "huge.mp4").write_bytes(b"YUV4MPEG2 W100000 H100000 F10:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(1000))
+    os.symlink(videos / "nowhere.mp4", videos / "broken-link.mp4")
+    os.symlink(videos / "loop-b.mp4", videos / "loop-a.mp4")
+    os.symlink(videos / "loop-a.mp4", videos / "loop-b.mp4")
+    shutil.copy(videos / "good.mp4", videos / "café ☕ ünïcode.mp4")
+    shutil.copy(videos / "good.mp4", os.fsencode(videos) + b"/latin1-caf\xe9.mp4")
+    expected_failures = {*map(str, bad.values()), *(str(videos / n) for n in (
+        "random.mp4", "huge.mp4", "broken-link.mp4", "loop-a.mp4", "loop-b.mp4")), str(videos / "latin1-caf\\xe9.mp4")}
+    first = run_cli("index", str(videos), "--model", "tiny", "--json", home=home, check=1)
+    summary = json.loads(first.stdout)
+    assert {f["path"] for f in summary["failures"]} == expected_failures
+    lines = [line for line in first.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(lines) == len(expected_failures) and all(line.count(": ") >= 2 for line in lines)
+    assert summary["indexed"] == 1 and summary["reused"] == 1  # the unicode-named copy reuses good.mp4's vectors
+    again = json.loads(run_cli("index", str(videos), "--json", home=home, check=1).stdout)
+    assert again["frames"] == 0 and again["failed"] == len(expected_failures)
+
+
+def test_failed_files_are_retried_only_when_changed_or_asked(tmp_path):
+    videos, home = library(tmp_path / "videos", names=("flaky",)), tmp_path / "index"
+    path = videos / "flaky.mp4"
+    good = path.read_bytes()
+    path.write_bytes(b"\0" * len(good))  # same size, unreadable content
+    os.utime(path, (1e9, 1e9))
+    run_cli("index", str(videos), "--model", "tiny", home=home, check=1)
+    path.write_bytes(good)  # repaired in place: same size, same mtime
+    os.utime(path, (1e9, 1e9))
+    assert run_json("index", str(videos), home=home, check=1)["failed"] == 1  # not retried
+    assert run_json("index", str(videos), "--retry-failed", home=home)["indexed"] == 1
+
+
+def _flat(level, width, height):
+    import numpy as np
+
+    return np.full((height, width, 3), level % 256, np.uint8)
