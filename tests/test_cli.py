@@ -92,6 +92,7 @@ def test_indexing_again_is_a_no_op(library):
     after = run_json("status", home=home)
     assert {k: after[k] for k in ("videos", "segments", "windows", "vectors")} == \
            {k: before[k] for k in ("videos", "segments", "windows", "vectors")}
+    assert run_cli("verify", home=home).returncode == 0  # FAISS on disk agrees with SQLite
     good_only = run_json("index", str(root / "videos" / "kitchen.mp4"), home=home)
     assert good_only["unchanged"] == 1 and good_only["indexed"] == 0
 

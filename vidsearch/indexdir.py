@@ -38,6 +38,7 @@ class IndexDir:
             self.path.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.path / DB_FILE)
         self._vectors: VectorStore | None = None
+        self._dirty = False
         self._lock_fd: int | None = None
 
     def leftover_temp_files(self) -> list[Path]:
@@ -59,6 +60,7 @@ class IndexDir:
                     store = None
             if store is None:
                 store = self.rebuild_vectors()
+                self._dirty = True
             if self.dim is None:
                 return store  # nothing indexed yet: the dimension is unknown, so do not keep it
             self._vectors = store
@@ -71,23 +73,43 @@ class IndexDir:
         ids, vectors = self.db.segment_vectors(dim)
         return VectorStore.build(ids, vectors, dim)
 
+    def changed_vectors(self) -> None:
+        """Note that the loaded FAISS index was modified and must be written."""
+        self._dirty = True
+
     def save_vectors(self) -> None:
-        """Write FAISS; first switch it between exact and IVF (or retrain IVF) when its size calls for it."""
-        if self._vectors is not None:
-            if self._vectors.needs_rebuild():
-                self._vectors = self.rebuild_vectors()
-            self._vectors.save(self.path / VECTORS_FILE)
+        """Write FAISS if it changed; first switch it between exact and IVF (or retrain IVF) when its size calls
+        for it. The checksum it was written with is recorded, so a later run can tell a stale file cheaply."""
+        if self._vectors is None or not self._dirty:
+            return
+        if self._vectors.needs_rebuild():
+            self._vectors = self.rebuild_vectors()
+        self._vectors.save(self.path / VECTORS_FILE)
+        self.db.set_setting("faiss_checksum", list(self._vectors.checksum()))
+        self._dirty = False
+
+    def sync_vectors(self) -> None:
+        """Make the FAISS file agree with SQLite (after a killed run, say), loading it only when it may not."""
+        recorded = self.db.get_setting("faiss_checksum")
+        if self._vectors is None and self.dim is not None and (
+                recorded != list(self.db.segment_checksum()) or not (self.path / VECTORS_FILE).is_file()):
+            self.vectors()
+            self._dirty = True
+        self.save_vectors()
 
     def rebuild_and_save(self) -> None:
         """Rebuild FAISS from SQLite and write it (verify --repair)."""
         self._vectors = self.rebuild_vectors()
-        self._vectors.save(self.path / VECTORS_FILE)
+        self._dirty = True
+        self.save_vectors()
 
     def remove(self, paths: list[str]) -> list[str]:
         """Drop files (or everything under folders) from SQLite and FAISS; returns the removed paths."""
+        store = self.vectors()  # loaded before SQLite changes, so the removal is applied exactly once
         removed, ids = self.db.remove_videos(paths)
         if len(ids):
-            self.vectors().remove(ids)
+            store.remove(ids)
+            self.changed_vectors()
             self.save_vectors()
         return removed
 
@@ -95,7 +117,7 @@ class IndexDir:
         """Empty the index, keeping the folder (and the writer lock)."""
         self.db.reset()
         (self.path / VECTORS_FILE).unlink(missing_ok=True)
-        self._vectors = None
+        self._vectors, self._dirty = None, False
 
     def lock_for_writing(self) -> None:
         """Take the single-writer lock, or fail at once with a clear message."""

@@ -85,6 +85,11 @@ class Indexer:
                                f"--segment {base.segment}; use those, another --index folder, or --reindex")
         if reindex and recorded and (recorded["fingerprint"] != self.fingerprint or IndexSettings(**stored) != settings):
             index.reset()
+            recorded = None
+        if recorded is None:  # a new index is bound to its model and settings from the start
+            index.db.set_setting("model", {"spec": spec, "fingerprint": self.fingerprint, "name": config.name,
+                                           "dim": registry.embedding_dim(config)})
+            index.db.set_setting("settings", settings.to_dict())
         self.spec, self.config, self.settings, self.device = spec, config, settings, device
         self._encoder = None
 
@@ -94,10 +99,6 @@ class Indexer:
             from .encoder import Encoder
 
             self._encoder = Encoder.load(self.spec, self.device)
-            if self.index.db.get_setting("model") is None:
-                self.index.db.set_setting("model", {"spec": self.spec, "fingerprint": self.fingerprint,
-                                                    "dim": self._encoder.dim, "name": self.config.name})
-                self.index.db.set_setting("settings", self.settings.to_dict())
         return self._encoder
 
     def run(self, paths: Iterable[Path], *, retry_failed: bool = False) -> Iterator[FileResult]:
@@ -116,7 +117,7 @@ class Indexer:
                     self.index.remove([video["path"]])
                     yield FileResult(video["path"], "removed")
         finally:
-            self.index.save_vectors()
+            self.index.sync_vectors()
 
     def index_file(self, path: Path, *, retry_failed: bool = False) -> FileResult:
         name = str(path)
@@ -148,19 +149,22 @@ class Indexer:
 
     def _fail(self, path: str, size: int, mtime: float, reason: str) -> FileResult:
         old_ids = self.index.db.segment_ids(path)
+        store = self.index.vectors() if len(old_ids) else None  # loaded before SQLite changes, as above
         self.index.db.save_failure(path=path, size=size, mtime=mtime, error=reason)
-        if len(old_ids):
-            self.index.vectors().remove(old_ids)
+        if store is not None:
+            store.remove(old_ids)
+            self.index.changed_vectors()
         return FileResult(path, "failed", reason)
 
     def _reuse(self, name: str, source: str, stat: os.stat_result) -> FileResult:
         """A renamed or copied file: take the vectors of the same content, no decoding or encoding."""
+        store = self.index.vectors()  # load (or rebuild) FAISS before SQLite changes, so it is updated exactly once
         old_ids = self.index.db.segment_ids(name)
         new_ids = self.index.db.copy_video(source, path=name, size=stat.st_size, mtime=stat.st_mtime)
         ids, vectors = self.index.db.segment_vectors(self.index.dim, ids=new_ids)
-        store = self.index.vectors()
         store.remove(old_ids)
         store.add(ids, vectors)
+        self.index.changed_vectors()
         return FileResult(name, "reused")
 
     def _encode_file(self, path: Path, stat: os.stat_result, digest: str) -> FileResult:
@@ -187,12 +191,13 @@ class Indexer:
         if count == 0:
             raise BadVideo(path, "no decodable frames")
         name = str(path)
+        store = self.index.vectors()  # load (or rebuild) FAISS before SQLite changes, so it is updated exactly once
         old_ids = self.index.db.segment_ids(name)
         new_ids = self.index.db.save_video(path=name, size=stat.st_size, mtime=stat.st_mtime, hash=digest,
                                            duration=info.duration, fps=info.fps, frames=count, segments=segments)
-        store = self.index.vectors()
         store.remove(old_ids)
         store.add(np.asarray(new_ids, dtype=np.int64), np.stack([s.vector for s in segments if s.level == "segment"]))
+        self.index.changed_vectors()
         return FileResult(name, "indexed", seconds=info.duration, frames=count)
 
 

@@ -72,6 +72,18 @@ def _load_config(path: Path) -> ModelConfig:
         raise ModelUnavailable(f"{path}: bad model config ({exc})") from exc
 
 
+def embedding_dim(config: ModelConfig) -> int:
+    """The joint embedding size, read from the architecture without building the model."""
+    if isinstance(config.clip_arch, dict):
+        return int(config.clip_arch["embed_dim"])
+    import open_clip
+
+    arch = open_clip.get_model_config(config.clip_arch)
+    if arch is None:
+        raise ModelUnavailable(f"open_clip has no architecture named {config.clip_arch!r} (model {config.name})")
+    return int(arch["embed_dim"])
+
+
 def build_clip(config: ModelConfig, *, load_pretrained: bool = True) -> torch.nn.Module:
     """The open_clip CLIP model: a named architecture with a pretrained tag or local file, or an inline config."""
     import open_clip
