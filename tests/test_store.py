@@ -119,3 +119,10 @@ def test_past_the_threshold_an_ivf_index_is_trained_and_tuned_for_recall(tmp_pat
     assert loaded.checksum() == (5900, int(ids[100:].sum())) and loaded.nprobe == store.nprobe
     np.testing.assert_allclose(loaded.reconstruct(ids[[100, 5000]]), vectors[[100, 5000]], atol=1e-6)
     assert loaded.needs_rebuild(ivf_threshold=5000) is False and loaded.needs_rebuild(ivf_threshold=20000) is True
+
+
+def test_without_a_gpu_the_store_searches_on_the_cpu():
+    import faiss
+
+    store = VectorStore.empty(8)
+    assert faiss.get_num_gpus() > 0 or store.on_gpu() is store

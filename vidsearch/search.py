@@ -82,12 +82,12 @@ class Searcher:
             raise IndexProblem(f"{index.path}: model {recorded['spec']!r} changed since this index was built; re-index")
         self.index = index
         self.encoder = Encoder.load(recorded["spec"], device)
+        self.vectors = index.vectors().on_gpu() if self.encoder.device.type == "cuda" else index.vectors()
 
     def search(self, text: str, *, k: int = 10) -> list[Moment]:
         check_query(text, k)
         query = self.encoder.encode_text([text])
-        store = self.index.vectors()
-        scores, ids = store.search(query, max(50, 10 * k))
+        scores, ids = self.vectors.search(query, max(50, 10 * k))
         rows = self.index.db.segments(ids[0].tolist())
         hits = [Hit(row["video_id"], row["path"], row["start"], row["end"], float(score))
                 for score, seg_id in zip(scores[0], ids[0]) if (row := rows.get(int(seg_id)))]

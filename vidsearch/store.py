@@ -132,6 +132,15 @@ class VectorStore:
         if len(ids):
             self.index.remove_ids(np.asarray(ids, dtype=np.int64))
 
+    def on_gpu(self) -> VectorStore:
+        """A copy on the first GPU for searching, when GPU FAISS and a GPU are present; otherwise this store."""
+        if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+            return self
+        try:
+            return VectorStore(faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, self.index))
+        except RuntimeError:  # an index type GPU FAISS cannot hold: search on the CPU
+            return self
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each (n_queries, k'), best first; k' = min(k, count). IVF may pad with id -1."""
         k = min(k, self.count)
