@@ -130,6 +130,14 @@ def test_same_seed_same_dataset_other_seed_differs(tmp_path):
     assert a.read_text() != c.read_text() or any(
         (a.parent / r["video"]).read_bytes() != (c.parent / r["video"]).read_bytes() for r in read_manifest(a)
     )
+    # Encoding is byte-exact too on one machine (a cheap guard: with lookahead / mb-tree, x264
+    # differed in roughly 1 in 100 encodes, which 16 encodes will usually miss).
+    scenes = random_scenes(4, rng=np.random.default_rng(1))
+    digests = set()
+    for k in range(16):
+        write_video(tmp_path / f"w{k}.mp4", scenes, scene_seconds=2.0, fps=4.0, size=48, seed=4)
+        digests.add((tmp_path / f"w{k}.mp4").read_bytes())
+    assert len(digests) == 1
     rng1, rng2 = np.random.default_rng(9), np.random.default_rng(9)
     scene = Scene("red", "square", "up")
     one = render_frames(scene, seconds=1.0, fps=4.0, size=32, rng=rng1)
@@ -138,8 +146,7 @@ def test_same_seed_same_dataset_other_seed_differs(tmp_path):
 
 
 def test_hard_negative_groups_share_colour_and_shape_and_differ_in_direction(tmp_path):
-    manifest = make_dataset(tmp_path, videos=3, scenes_per_video=6, scene_seconds=0.5, fps=4.0, size=32, seed=2,
-                            hard_negatives=True)
+    manifest = make_dataset(tmp_path, videos=3, scenes_per_video=6, scene_seconds=0.5, fps=4.0, size=32, seed=2, hard_negatives=True)
     rows = read_manifest(manifest)
     assert len(rows) == 18
     by_video: dict[str, list[list[str]]] = {}
@@ -154,16 +161,16 @@ def test_hard_negative_groups_share_colour_and_shape_and_differ_in_direction(tmp
         assert {d for _, _, d in scenes[:4]} == set(DIRECTIONS)
         assert scenes[0][:2] != scenes[4][:2]  # groups in one video use different appearances
 
-    plain = read_manifest(make_dataset(tmp_path / "plain", videos=3, scenes_per_video=6, scene_seconds=0.5, size=32,
-                                       seed=2))
-    groups = [plain[i:i + 4] for i in range(0, 18, 6)]
+    plain = read_manifest(make_dataset(tmp_path / "plain", videos=3, scenes_per_video=6, scene_seconds=0.5, size=32, seed=2))
+    groups = [plain[i : i + 4] for i in range(0, 18, 6)]
     assert any(len({tuple(r["caption"].split()[1:3]) for r in g}) > 1 for g in groups)
 
 
 @pytest.mark.parametrize("manifest_name", ["pairs.jsonl", "lists/train.jsonl"])
 def test_manifest_paths_are_relative_to_the_manifest_folder(tmp_path, manifest_name):
-    manifest = make_dataset(tmp_path / "data", videos=2, scenes_per_video=2, scene_seconds=0.5, size=32, seed=0,
-                            manifest_name=manifest_name)
+    manifest = make_dataset(
+        tmp_path / "data", videos=2, scenes_per_video=2, scene_seconds=0.5, size=32, seed=0, manifest_name=manifest_name
+    )
     assert manifest == tmp_path / "data" / manifest_name
     rows = read_manifest(manifest)
     assert len(rows) == 4
@@ -180,11 +187,24 @@ def test_example_script_makes_a_dataset_and_documents_every_option(tmp_path, cap
     spec.loader.exec_module(module)
 
     help_text = module.build_parser().format_help()
-    for option in ("--videos", "--scenes-per-video", "--scene-seconds", "--fps", "--size", "--seed", "--hard-negatives",
-                   "--manifest"):
+    for option in ("--videos", "--scenes-per-video", "--scene-seconds", "--fps", "--size", "--seed", "--hard-negatives", "--manifest"):
         assert option in help_text
-    code = module.main([str(tmp_path / "out"), "--videos", "1", "--scenes-per-video", "4", "--scene-seconds", "0.5",
-                        "--size", "32", "--hard-negatives", "--manifest", "m.jsonl"])
+    code = module.main(
+        [
+            str(tmp_path / "out"),
+            "--videos",
+            "1",
+            "--scenes-per-video",
+            "4",
+            "--scene-seconds",
+            "0.5",
+            "--size",
+            "32",
+            "--hard-negatives",
+            "--manifest",
+            "m.jsonl",
+        ]
+    )
     assert code == 0
     printed = Path(capsys.readouterr().out.strip())
     assert printed == tmp_path / "out" / "m.jsonl"

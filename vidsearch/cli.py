@@ -87,6 +87,12 @@ def index(
         show_default=False)] = None,
     segment: Annotated[Optional[float], typer.Option(help="Seconds per searchable segment [default: 4].",
                                                      show_default=False)] = None,
+    keep_ratio: Annotated[Optional[float], typer.Option(
+        help="Share of video tokens kept at inference with joint mixing; below 1 it is faster but less exact "
+             "(see bench/RESULTS.md) [default: 1.0].", show_default=False)] = None,
+    workers: Annotated[int, typer.Option(help="Decoding processes feeding the encoder (0: a thread).")] = 1,
+    compile: Annotated[bool, typer.Option(help="torch.compile the video encoder (worth it on a GPU for long runs).")]
+        = False,
     reindex: Annotated[bool, typer.Option(help="Rebuild the index when --model or the settings differ from "
                                                "what it was built with (otherwise that is refused).")] = False,
     retry_failed: Annotated[bool, typer.Option(help="Try again files that failed before and have not changed.")]
@@ -106,20 +112,23 @@ def index(
     files = find_videos(paths)
     idx = open_index(index_dir, create=True)
     idx.lock_for_writing()
-    indexer = Indexer(idx, model=model, device=device.value, fps=fps, window=window, segment=segment, reindex=reindex)
+    indexer = Indexer(idx, model=model, device=device.value, fps=fps, window=window, segment=segment,
+                      keep_ratio=keep_ratio, reindex=reindex, workers=workers, compile=compile)
     results = []
     with tqdm(total=len(files), unit="video", desc="indexing", file=sys.stderr, disable=None) as bar:
         for result in indexer.run(paths, retry_failed=retry_failed):
             results.append(result)
             if result.status == "failed":
                 bar.write(f"failed: {result.path}: {result.reason}", file=sys.stderr)
-            bar.set_postfix(seconds=int(sum(r.seconds for r in results)))
+            video_seconds = sum(r.seconds for r in results)
+            bar.set_postfix_str(f"{video_seconds / (time.perf_counter() - started):.1f} video-s/s")
             if result.status != "removed":
                 bar.update()
     idx.close()
     counts = {s: sum(r.status == s for r in results) for s in ("indexed", "reused", "unchanged", "failed", "removed")}
     summary = {**counts, "files": len(results), "video_seconds": round(sum(r.seconds for r in results), 3),
                "frames": sum(r.frames for r in results), "wall_seconds": round(time.perf_counter() - started, 3),
+               "video_seconds_per_second": round(sum(r.seconds for r in results) / (time.perf_counter() - started), 3),
                "failures": [{"path": r.path, "reason": r.reason} for r in results if r.status == "failed"]}
     if as_json:
         typer.echo(json.dumps(summary))

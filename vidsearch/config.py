@@ -61,6 +61,7 @@ class IndexSettings:
     fps: float = 1.0  # frames sampled per second of video
     window: int = 256  # frames encoded together in one pass (256 at 1 fps = 4.3 minutes)
     segment: float = 4.0  # seconds per searchable segment
+    keep_ratio: float = 1.0  # share of video tokens kept at inference (joint mixing; 1.0 = all)
 
     def validate(self) -> None:
         if not self.fps > 0:
@@ -69,6 +70,8 @@ class IndexSettings:
             raise ValueError("--window must be at least 1 frame")
         if not self.segment > 0:
             raise ValueError("--segment must be positive")
+        if not 0 < self.keep_ratio <= 1:
+            raise ValueError("--keep-ratio must be in (0, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

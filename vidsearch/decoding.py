@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
 import queue
+import signal
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +52,7 @@ class Finished:
 
 
 Event = Started | Window | Finished
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 
 
 def decode_job(job: DecodeJob) -> Iterator[Event]:
@@ -79,11 +84,13 @@ def decode_all(jobs: list[DecodeJob], *, workers: int, depth: int) -> Iterator[E
     if workers == 0:
         yield from prefetch((event for job in jobs for event in decode_job(job)), depth=depth)
         return
-    context = multiprocessing.get_context("spawn")  # no fork: the parent holds torch threads
+    # fork, as PyTorch's DataLoader does on Linux: workers start at once and only touch PyAV and numpy.
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     todo, events = context.Queue(), context.Queue(maxsize=depth)
     for job in jobs:
         todo.put(job)
-    processes = [context.Process(target=_work, args=(todo, events), daemon=True) for _ in range(workers)]
+    parent = os.getpid()
+    processes = [context.Process(target=_work, args=(todo, events, parent), daemon=True) for _ in range(workers)]
     for _ in processes:
         todo.put(None)
     for process in processes:
@@ -105,8 +112,20 @@ def decode_all(jobs: list[DecodeJob], *, workers: int, depth: int) -> Iterator[E
             process.join()
 
 
-def _work(todo, events) -> None:
-    """A decode worker: take jobs until the None sentinel, put their events."""
+def _work(todo, events, parent: int) -> None:
+    """A decode worker: take jobs until the None sentinel, put their events; quit if the parent is gone
+    (a killed `index` must not leave workers behind)."""
+    if sys.platform == "linux":  # the kernel kills this worker when its parent dies, whatever it is doing
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            return
     while (job := todo.get()) is not None:
         for event in decode_job(job):
-            events.put(event)
+            while True:
+                try:
+                    events.put(event, timeout=1.0)
+                    break
+                except queue.Full:
+                    if os.getppid() != parent:
+                        events.cancel_join_thread()  # nobody will read: do not wait to flush at exit
+                        return

@@ -14,16 +14,18 @@ from .registry import build_tokenizer, load_model
 class Encoder:
     """A loaded model in eval mode on one device, with its tokenizer."""
 
-    def __init__(self, config: ModelConfig, model: VideoTextModel, device: torch.device):
+    def __init__(self, config: ModelConfig, model: VideoTextModel, device: torch.device, *, compile: bool = False):
         self.config = config
         self.device = device
         self.model = model.to(device).eval()
         self.tokenizer = build_tokenizer(config)
+        # torch.compile pays off on long runs on a GPU; it recompiles per clip length, so it is opt-in.
+        self._encode_video = torch.compile(self.model.encode_video, dynamic=True) if compile else self.model.encode_video
 
     @classmethod
-    def load(cls, spec: str, device: str = "auto") -> Encoder:
+    def load(cls, spec: str, device: str = "auto", *, compile: bool = False) -> Encoder:
         config, model = load_model(spec)
-        return cls(config, model, resolve_device(device))
+        return cls(config, model, resolve_device(device), compile=compile)
 
     @property
     def image_size(self) -> int:
@@ -53,7 +55,7 @@ class Encoder:
             frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
         batch = torch.from_numpy(np.ascontiguousarray(frames)).unsqueeze(0).to(self.device)
         with autocast(self.device):
-            out = self.model.encode_video(self.model.normalize_frames(batch), keep_ratio=keep_ratio)
+            out = self._encode_video(self.model.normalize_frames(batch), keep_ratio=keep_ratio)
         return out.slices[0].float().cpu().numpy(), out.window[0].float().cpu().numpy()
 
 

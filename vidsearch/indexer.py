@@ -12,11 +12,10 @@ import numpy as np
 
 from .config import IndexSettings
 from .db import Segment
-from .errors import BadVideo, IndexProblem, UsageError
+from .errors import IndexProblem, UsageError
 from .faults import crash_point
 from .indexdir import IndexDir
-from .prefetch import prefetch
-from .windows import chunked, group_segments, slice_spans
+from .windows import group_segments, slice_spans
 
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv".split())
@@ -61,7 +60,8 @@ class Indexer:
     """Indexes files into one index folder with one model; the model loads only when a file needs encoding."""
 
     def __init__(self, index: IndexDir, *, model: str | None = None, device: str = "auto", fps: float | None = None,
-                 window: int | None = None, segment: float | None = None, reindex: bool = False):
+                 window: int | None = None, segment: float | None = None, keep_ratio: float | None = None,
+                 reindex: bool = False, workers: int = 1, compile: bool = False):
         from . import registry
 
         self.index = index
@@ -72,7 +72,8 @@ class Indexer:
         stored = index.db.get_setting("settings")
         base = IndexSettings(**stored) if stored and not reindex else IndexSettings(fps=config.fps, window=config.window)
         settings = IndexSettings(fps=base.fps if fps is None else fps, window=base.window if window is None else window,
-                                 segment=base.segment if segment is None else segment)
+                                 segment=base.segment if segment is None else segment,
+                                 keep_ratio=base.keep_ratio if keep_ratio is None else keep_ratio)
         try:
             settings.validate()
         except ValueError as exc:
@@ -82,7 +83,8 @@ class Indexer:
                                f"another --index folder, or --reindex to rebuild it with {spec!r}")
         if stored and IndexSettings(**stored) != settings and not reindex:
             raise IndexProblem(f"{index.path}: this index was built with --fps {base.fps} --window {base.window} "
-                               f"--segment {base.segment}; use those, another --index folder, or --reindex")
+                               f"--segment {base.segment} --keep-ratio {base.keep_ratio}; use those, another --index "
+                               f"folder, or --reindex")
         if reindex and recorded and (recorded["fingerprint"] != self.fingerprint or IndexSettings(**stored) != settings):
             index.reset()
             recorded = None
@@ -90,7 +92,10 @@ class Indexer:
             index.db.set_setting("model", {"spec": spec, "fingerprint": self.fingerprint, "name": config.name,
                                            "dim": registry.embedding_dim(config)})
             index.db.set_setting("settings", settings.to_dict())
-        self.spec, self.config, self.settings, self.device = spec, config, settings, device
+        if workers < 0:
+            raise UsageError("--workers must be 0 (decode in a thread) or more")
+        self.spec, self.config, self.settings, self.device, self.workers = spec, config, settings, device, workers
+        self.compile = compile
         self._encoder = None
 
     @property
@@ -98,7 +103,7 @@ class Indexer:
         if self._encoder is None:
             from .encoder import Encoder
 
-            self._encoder = Encoder.load(self.spec, self.device)
+            self._encoder = Encoder.load(self.spec, self.device, compile=self.compile)
         return self._encoder
 
     def run(self, paths: Iterable[Path], *, retry_failed: bool = False) -> Iterator[FileResult]:
@@ -107,9 +112,25 @@ class Indexer:
         roots = [Path(os.path.abspath(Path(p).expanduser())) for p in paths]
         files = find_videos(roots)
         try:
-            for path in files:
-                yield self.index_file(path, retry_failed=retry_failed)
-                crash_point("between-videos")
+            # Two passes: a file whose content is already queued in this run (a copy) waits for the first pass,
+            # then reuses its vectors.
+            later = files
+            while later:
+                to_encode, queued, waiting = [], set(), []
+                for path in later:
+                    outcome = self.check_file(path, retry_failed=retry_failed)
+                    if isinstance(outcome, FileResult):
+                        yield outcome
+                        crash_point("between-videos")
+                    elif outcome[2] in queued:
+                        waiting.append(path)
+                    else:
+                        to_encode.append(outcome)
+                        queued.add(outcome[2])
+                for result in self.encode_files(to_encode):
+                    yield result
+                    crash_point("between-videos")
+                later = waiting
             present = {str(f) for f in files}
             for video in self.index.db.videos():
                 path = Path(video["path"])
@@ -119,7 +140,9 @@ class Indexer:
         finally:
             self.index.sync_vectors()
 
-    def index_file(self, path: Path, *, retry_failed: bool = False) -> FileResult:
+    def check_file(self, path: Path, *, retry_failed: bool = False) -> FileResult | tuple[Path, os.stat_result, str]:
+        """Settle a file without decoding it when possible (unchanged, failed, renamed); otherwise return
+        (path, stat, content hash) for encoding."""
         name = str(path)
         if not _is_utf8(name):  # SQLite stores text as UTF-8: such a name cannot be recorded
             return FileResult(printable(name), "failed", "file name is not valid UTF-8; rename the file to index it")
@@ -135,21 +158,60 @@ class Indexer:
                 return FileResult(name, "failed", previous["error"])
         try:
             digest = file_hash(path)
-            if previous and previous["status"] == "ok" and previous["hash"] == digest:
-                self.index.db.touch_video(name, size=stat.st_size, mtime=stat.st_mtime)
-                return FileResult(name, "unchanged")
-            donor = self.index.db.video_with_hash(digest, other_than=name)
-            if donor is not None:
-                return self._reuse(name, donor["path"], stat)
-            return self._encode_file(path, stat, digest)
-        except BadVideo as exc:
-            return self._fail(name, stat.st_size, stat.st_mtime, exc.reason)
         except OSError as exc:
             return self._fail(name, stat.st_size, stat.st_mtime, f"cannot read: {exc.strerror or exc}")
+        if previous and previous["status"] == "ok" and previous["hash"] == digest:
+            self.index.db.touch_video(name, size=stat.st_size, mtime=stat.st_mtime)
+            return FileResult(name, "unchanged")
+        donor = self.index.db.video_with_hash(digest, other_than=name)
+        if donor is not None:
+            return self._reuse(name, donor["path"], stat)
+        return path, stat, digest
+
+    def encode_files(self, files: list[tuple[Path, os.stat_result, str]]) -> Iterator[FileResult]:
+        """Decode (in worker processes) and encode (here) overlapped; commit each video when its last window is in."""
+        if not files:
+            return
+        from .decoding import DecodeJob, Finished, Started, Window, decode_all
+
+        encoder, settings = self.encoder, self.settings
+        jobs = [DecodeJob(key, path, settings.fps, encoder.image_size, settings.window) for key, (path, _, _) in
+                enumerate(files)]
+        infos: dict[int, Started] = {}
+        segments: dict[int, list[Segment]] = {}
+        for event in decode_all(jobs, workers=self.workers, depth=2 + self.workers):
+            if isinstance(event, Started):
+                infos[event.key], segments[event.key] = event, []
+            elif isinstance(event, Window):
+                crash_point("decode")
+                segments[event.key] += self.encode_window(event.times, event.frames, infos[event.key].duration)
+            elif isinstance(event, Finished):
+                path, stat, digest = files[event.key]
+                if event.error:
+                    yield self._fail(str(path), stat.st_size, stat.st_mtime, event.error)
+                else:
+                    info = infos[event.key]
+                    yield self._commit(path, stat, digest, info.duration, info.fps, event.frames, segments[event.key])
+                segments.pop(event.key, None)
+
+    def encode_window(self, times: list[float], frames: np.ndarray, duration: float) -> list[Segment]:
+        """One window's segment vectors (on the fixed time grid) and its window vector, L2-normalised."""
+        from .encoder import l2_normalize
+
+        if self.settings.keep_ratio < 1.0:
+            import torch
+
+            torch.manual_seed(round(times[0] * 1000))  # dropped tokens depend only on the window: reproducible
+        slices, whole = self.encoder.encode_clip(frames, keep_ratio=self.settings.keep_ratio)
+        spans = slice_spans(times, tubelet=self.config.tubelet_size, frame_seconds=1.0 / self.settings.fps,
+                            duration=duration)
+        found = [Segment("segment", spans[g.start][0], spans[g.stop - 1][1], l2_normalize(slices[g.start:g.stop].mean(axis=0)))
+                 for g in group_segments(spans, self.settings.segment)]
+        return [*found, Segment("window", spans[0][0], spans[-1][1], l2_normalize(whole))]
 
     def _fail(self, path: str, size: int, mtime: float, reason: str) -> FileResult:
         old_ids = self.index.db.segment_ids(path)
-        store = self.index.vectors() if len(old_ids) else None  # loaded before SQLite changes, as above
+        store = self.index.vectors() if len(old_ids) else None  # loaded before SQLite changes, so updated once
         self.index.db.save_failure(path=path, size=size, mtime=mtime, error=reason)
         if store is not None:
             store.remove(old_ids)
@@ -158,7 +220,7 @@ class Indexer:
 
     def _reuse(self, name: str, source: str, stat: os.stat_result) -> FileResult:
         """A renamed or copied file: take the vectors of the same content, no decoding or encoding."""
-        store = self.index.vectors()  # load (or rebuild) FAISS before SQLite changes, so it is updated exactly once
+        store = self.index.vectors()  # loaded before SQLite changes, so updated exactly once
         old_ids = self.index.db.segment_ids(name)
         new_ids = self.index.db.copy_video(source, path=name, size=stat.st_size, mtime=stat.st_mtime)
         ids, vectors = self.index.db.segment_vectors(self.index.dim, ids=new_ids)
@@ -167,38 +229,18 @@ class Indexer:
         self.index.changed_vectors()
         return FileResult(name, "reused")
 
-    def _encode_file(self, path: Path, stat: os.stat_result, digest: str) -> FileResult:
-        from .decode import probe, sample_frames
-        from .encoder import l2_normalize
-
-        info = probe(path)
-        encoder = self.encoder
-        settings = self.settings
-        frames = sample_frames(path, fps=settings.fps, size=encoder.image_size)
-        segments: list[Segment] = []
-        count = 0
-        for window in prefetch(chunked(frames, settings.window), depth=2):
-            crash_point("decode")
-            times = [t for t, _ in window]
-            slices, whole = encoder.encode_clip(np.stack([f for _, f in window]))
-            spans = slice_spans(times, tubelet=self.config.tubelet_size, frame_seconds=1.0 / settings.fps,
-                                duration=info.duration)
-            for group in group_segments(spans, settings.segment):
-                vector = l2_normalize(slices[group.start:group.stop].mean(axis=0))
-                segments.append(Segment("segment", spans[group.start][0], spans[group.stop - 1][1], vector))
-            segments.append(Segment("window", spans[0][0], spans[-1][1], l2_normalize(whole)))
-            count += len(window)
-        if count == 0:
-            raise BadVideo(path, "no decodable frames")
+    def _commit(self, path: Path, stat: os.stat_result, digest: str, duration: float, fps: float, frames: int,
+                segments: list[Segment]) -> FileResult:
+        """One transaction for the video's row, segments and vectors; then FAISS."""
         name = str(path)
-        store = self.index.vectors()  # load (or rebuild) FAISS before SQLite changes, so it is updated exactly once
+        store = self.index.vectors()  # loaded before SQLite changes, so updated exactly once
         old_ids = self.index.db.segment_ids(name)
         new_ids = self.index.db.save_video(path=name, size=stat.st_size, mtime=stat.st_mtime, hash=digest,
-                                           duration=info.duration, fps=info.fps, frames=count, segments=segments)
+                                           duration=duration, fps=fps, frames=frames, segments=segments)
         store.remove(old_ids)
         store.add(np.asarray(new_ids, dtype=np.int64), np.stack([s.vector for s in segments if s.level == "segment"]))
         self.index.changed_vectors()
-        return FileResult(name, "indexed", seconds=info.duration, frames=count)
+        return FileResult(name, "indexed", seconds=duration, frames=frames)
 
 
 def _is_utf8(name: str) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import Interpolation, VideoReformatter
 
 __all__ = [
     "COLORS",
@@ -40,6 +41,7 @@ _VECTORS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down":
 _SHAPE_DIAMETER = (0.22, 0.28)  # shape size as a fraction of the frame
 _TRAVEL = (0.60, 0.72)  # distance travelled during one scene, fraction of the frame
 _TRIANGLE_R = 1.3  # triangle circumradius, in units of the shape radius
+_MIN_JITTER = 0.08  # start points along the motion axis vary over at least this fraction of the frame
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,16 @@ def _check_size(size: int) -> None:
         raise ValueError(f"size must be an even number of pixels >= 16, got {size}")
 
 
+def _reach(shape: str, r: float) -> tuple[float, float, float, float]:
+    """How far a shape of radius ``r`` extends left, right, up and down from its centre (pixels)."""
+    if shape == "triangle":
+        big = _TRIANGLE_R * r
+        return (0.8660254 * big, 0.8660254 * big, big, 0.5 * big)
+    if shape == "square":
+        return (0.9 * r,) * 4
+    return (r,) * 4
+
+
 def _coverage(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
     """Anti-aliased coverage in [0, 1] of a shape of radius ``r`` at offsets (dx, dy)."""
     if shape == "circle":
@@ -128,15 +140,14 @@ def _coverage(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarra
     return np.clip(inside + 0.5, 0.0, 1.0)
 
 
-def render_frames(
-    scene: Scene, *, seconds: float, fps: float, size: int, rng: np.random.Generator
-) -> np.ndarray:
+def render_frames(scene: Scene, *, seconds: float, fps: float, size: int, rng: np.random.Generator) -> np.ndarray:
     """Render one scene as an (n, size, size, 3) uint8 RGB array, n = round(seconds * fps).
 
     The shape (about a quarter of the frame across) moves in a straight line at constant
-    speed, covering 60-72% of the frame between the first and the last frame; the start
-    point is jittered along the motion axis and uniform across it, so a single frame does
-    not reveal the direction. The shape always stays fully inside the frame.
+    speed, covering about 60-72% of the frame between the first and the last frame; the
+    start point is jittered along the motion axis (by at least 8% of the frame) and uniform
+    across it, so a single frame does not reveal the direction. The shape always stays
+    fully inside the frame.
     """
     _check_size(size)
     n = _frame_count(seconds, fps)
@@ -155,27 +166,24 @@ def render_frames(
 
     color = np.clip(np.array(_RGB[scene.color]) + rng.uniform(-12.0, 12.0, size=3), 0, 255)
     r = rng.uniform(*_SHAPE_DIAMETER) * size / 2.0
-    margin = (_TRIANGLE_R if scene.shape == "triangle" else 1.0) * r + 1.0
-    span = size - 2.0 * margin  # room for the centre along either axis
-    travel = min(rng.uniform(*_TRAVEL) * size, span)
-    # Position along the motion axis, measured in the direction of motion.
-    along0 = margin + rng.uniform(0.0, span - travel)
-    across = margin + rng.uniform(0.0, span)
-    t = np.linspace(0.0, 1.0, n)
-    along = along0 + travel * t
+    # Where the centre may go (+1 px for anti-aliasing) so the whole shape stays in frame.
+    left, right, top, bottom = (e + 1.0 for e in _reach(scene.shape, r))
+    x_range, y_range = (left, size - right), (top, size - bottom)
     vx, vy = _VECTORS[scene.direction]
-    if vx:
-        cx = along if vx > 0 else size - along
-        cy = np.full(n, across)
-    else:
-        cy = along if vy > 0 else size - along
-        cx = np.full(n, across)
+    (lo, hi), (across_lo, across_hi) = (x_range, y_range) if vx else (y_range, x_range)
+    sign = vx or vy
+    travel = min(rng.uniform(*_TRAVEL) * size, hi - lo - _MIN_JITTER * size)
+    offset = rng.uniform(0.0, hi - lo - travel)
+    start = lo + offset if sign > 0 else hi - offset
+    along = start + sign * travel * np.linspace(0.0, 1.0, n)
+    across = np.full(n, rng.uniform(across_lo, across_hi))
+    cx, cy = (along, across) if vx else (across, along)
 
     # Composite the anti-aliased shape onto the background inside its bounding window only.
     bg8 = np.rint(bg).astype(np.uint8)
     frames = np.repeat(bg8[None], n, axis=0)
     rgb = color.astype(np.float32)
-    reach = int(np.ceil(margin)) + 1
+    reach = int(np.ceil(max(left, right, top, bottom))) + 1
     for i in range(n):
         x0, x1 = max(int(cx[i]) - reach, 0), min(int(cx[i]) + reach + 1, size)
         y0, y1 = max(int(cy[i]) - reach, 0), min(int(cy[i]) + reach + 1, size)
@@ -207,6 +215,9 @@ def write_video(
     n = _frame_count(scene_seconds, fps)
     rate = Fraction(fps).limit_denominator(1001)
     rng = np.random.default_rng(seed)
+    # Convert to yuv420p ourselves, single-threaded with accurate, bit-exact rounding.
+    reformatter = VideoReformatter()
+    interpolation = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.BITEXACT
     rows = []
     with av.open(str(path), mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=rate)
@@ -214,11 +225,15 @@ def write_video(
         stream.height = size
         stream.pix_fmt = "yuv420p"
         stream.codec_context.gop_size = n
-        stream.options = {"crf": "18", "preset": "veryfast", "threads": "1"}  # 1 thread: faster at this size
+        # One thread is faster at these sizes; without lookahead / mb-tree, x264 (as bundled with
+        # PyAV 18) gives byte-identical output run after run, which it otherwise occasionally does not.
+        stream.options = {"crf": "18", "preset": "veryfast", "threads": "1", "x264-params": "rc-lookahead=0:mbtree=0"}
         index = 0
         for k, scene in enumerate(scenes):
             for rgb in render_frames(scene, seconds=scene_seconds, fps=fps, size=size, rng=rng):
-                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                frame = reformatter.reformat(
+                    av.VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuv420p", interpolation=interpolation, threads=1
+                )
                 frame.pts = index
                 frame.time_base = 1 / rate
                 index += 1
@@ -269,9 +284,7 @@ def make_dataset(
         scenes = pick(scenes_per_video, rng=rng)
         video_seed = int(rng.integers(2**31))
         path = video_dir / f"synth_{i:04d}.mp4"
-        for row in write_video(
-            path, scenes, scene_seconds=scene_seconds, fps=fps, size=size, seed=video_seed
-        ):
+        for row in write_video(path, scenes, scene_seconds=scene_seconds, fps=fps, size=size, seed=video_seed):
             row["video"] = Path(os.path.relpath(path, manifest.parent)).as_posix()
             rows.append(row)
     with manifest.open("w", encoding="utf-8") as fh:
