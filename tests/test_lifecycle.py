@@ -7,6 +7,8 @@ import signal
 import sqlite3
 import subprocess
 
+import av
+import numpy as np
 import pytest
 from cli_helpers import VIDSEARCH, run_cli, run_json
 from media import write_bad_files, write_video
@@ -133,9 +135,15 @@ def test_bad_input_corpus_one_line_each_good_files_index_failures_not_retried(tm
     os.symlink(videos / "loop-b.mp4", videos / "loop-a.mp4")
     os.symlink(videos / "loop-a.mp4", videos / "loop-b.mp4")
     shutil.copy(videos / "good.mp4", videos / "café ☕ ünïcode.mp4")
+    with av.open(str(videos / "still.mp4"), "w", format="image2") as out:  # a PNG named like a video
+        stream = out.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "rgb24"
+        out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")))
+        out.mux(stream.encode())
     shutil.copy(videos / "good.mp4", os.fsencode(videos) + b"/latin1-caf\xe9.mp4")
     expected_failures = {*map(str, bad.values()), *(str(videos / n) for n in (
-        "random.mp4", "huge.mp4", "broken-link.mp4", "loop-a.mp4", "loop-b.mp4")), str(videos / "latin1-caf\\xe9.mp4")}
+        "random.mp4", "huge.mp4", "still.mp4", "broken-link.mp4", "loop-a.mp4", "loop-b.mp4")),
+        str(videos / "latin1-caf\\xe9.mp4")}
     first = run_cli("index", str(videos), "--model", "tiny", "--json", home=home, check=1)
     summary = json.loads(first.stdout)
     assert {f["path"] for f in summary["failures"]} == expected_failures
@@ -163,3 +171,17 @@ def _flat(level, width, height):
     import numpy as np
 
     return np.full((height, width, 3), level % 256, np.uint8)
+
+
+def test_verify_finds_a_stale_faiss_file_and_repair_fixes_it(tmp_path):
+    videos, home = library(tmp_path / "videos", names=("a", "b")), tmp_path / "index"
+    run_cli("index", str(videos), "--model", "tiny", home=home)
+    from vidsearch.store import VectorStore
+
+    VectorStore.empty(64).save(home / "vectors.faiss")  # stale: holds nothing
+    (home / "vectors.faiss.leftover.tmp").write_bytes(b"half a file")
+    found = run_cli("verify", home=home, check=1).stdout
+    assert "PROBLEM   FAISS matches SQLite" in found and "PROBLEM   no leftover temporary files" in found
+    repaired = run_cli("verify", "--repair", home=home).stdout
+    assert "repaired  FAISS matches SQLite" in repaired
+    assert run_cli("verify", home=home).returncode == 0

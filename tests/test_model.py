@@ -160,3 +160,14 @@ def test_registry_lists_the_shipped_models():
     assert {"tiny", "clip-b32", "clip-b16", "clip-l14", "longvivit-b32"} <= names
     assert registry.resolve("longvivit-b32")[0].temporal_mixing == "joint"
     assert registry.resolve("clip-b32")[0].temporal_mixing == "frame"
+
+
+def test_train_last_k_freezes_all_but_the_last_blocks_the_temporal_embedding_and_heads(weights_file):
+    model = load(weights_file, temporal_mixing="joint")
+    model.train_only_last(1)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert "temporal_embedding" in trainable and "clip.visual.proj" in trainable and "clip.logit_scale" in trainable
+    assert any(n.startswith("clip.visual.transformer.resblocks.1.") for n in trainable)
+    assert not any(n.startswith("clip.visual.transformer.resblocks.0.") for n in trainable)
+    assert not any(n.startswith("clip.transformer.") for n in trainable)  # the text tower's blocks stay frozen
+    assert "tubelet.weight" not in trainable
