@@ -171,3 +171,19 @@ def test_train_last_k_freezes_all_but_the_last_blocks_the_temporal_embedding_and
     assert not any(n.startswith("clip.visual.transformer.resblocks.0.") for n in trainable)
     assert not any(n.startswith("clip.transformer.") for n in trainable)  # the text tower's blocks stay frozen
     assert "tubelet.weight" not in trainable
+
+
+@pytest.mark.parametrize("quick_gelu", [False, True])
+def test_the_torch_only_text_tower_equals_open_clips_encode_text(tmp_path, quick_gelu):
+    arch = {**SMALL_VIT, "quick_gelu": quick_gelu}
+    config = ModelConfig(name="small", clip_arch=arch, temporal_mixing="joint", max_frames=8)
+    model = registry.build_model(config).eval()
+    with torch.no_grad():
+        for p in model.clip.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    registry.save_checkpoint(model, config, tmp_path / "ckpt")
+    _, tower, tokenizer = registry.load_text_tower(str(tmp_path / "ckpt"))
+    tokens = tokenizer(["a red circle moving left", "chopping onions on a wooden board"])
+    with torch.no_grad():
+        torch.testing.assert_close(tower(tokens), model.clip.encode_text(tokens), atol=1e-5, rtol=0)
+    assert registry.load_text_tower("tiny") is None  # random init: only the full build reproduces its weights

@@ -49,6 +49,12 @@ def test_the_trained_model_finds_the_right_moment(trained_tiny, synthetic, tmp_p
         found += any(h["path"] == path and h["start"] < row["end"] and h["end"] > row["start"] for h in hits)
     # 16 scenes of 8 s: a random ranking puts the right one in the top 3 about 1.5 times in 8
     assert found >= 5, f"{found}/{len(rows)} queries found their scene in the top 3"
+    # a query on a checkpoint-built index loads only the text tower, and imports neither open_clip nor torchvision
+    code = ("import sys; from pathlib import Path; from vidsearch.indexdir import IndexDir; "
+            "from vidsearch.search import Searcher; "
+            f"assert Searcher(IndexDir(Path({str(home)!r}))).search('a red circle', k=1); "
+            "assert not {'open_clip', 'torchvision'} & set(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_resume_after_a_kill_retraces_the_uninterrupted_run(synthetic, tmp_path):

@@ -62,3 +62,27 @@ class Encoder:
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class TextEncoder:
+    """Only the text side, for queries: the torch-only text tower when the model allows it, else the full model."""
+
+    def __init__(self, spec: str, device: str = "auto"):
+        from .registry import load_text_tower
+
+        self.device = resolve_device(device)
+        loaded = load_text_tower(spec)
+        if loaded is None:
+            full = Encoder.load(spec, device)
+            self._tower, self.tokenizer = full.model.encode_text, full.tokenizer
+        else:
+            _, tower, self.tokenizer = loaded
+            self._tower = tower.to(self.device).eval()
+
+    @torch.inference_mode()
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        """(n, E) L2-normalised text vectors."""
+        tokens = self.tokenizer(texts).to(self.device)
+        with autocast(self.device):
+            vectors = self._tower(tokens)
+        return l2_normalize(vectors.float().cpu().numpy())

@@ -167,6 +167,28 @@ def load_model(spec: str, **overrides) -> tuple[ModelConfig, VideoTextModel]:
     return config, model
 
 
+TEXT_PARAMETERS = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
+
+
+def load_text_tower(spec: str):
+    """(config, TextTower, tokenizer) built from a checkpoint folder's text weights alone, without importing
+    open_clip; None when the model needs the full path (random init, a pretrained tag, custom text towers)."""
+    from .text_tower import TextTower, load_tokenizer, text_architecture
+
+    config, folder = resolve(spec)
+    arch = text_architecture(config.clip_arch)
+    if folder is None or arch is None:
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(folder / WEIGHTS_FILE), "pt") as weights:
+        state = {key.removeprefix("clip."): weights.get_tensor(key) for key in weights.keys()
+                 if key.startswith("clip.") and key.removeprefix("clip.").split(".")[0] in TEXT_PARAMETERS}
+    tower = TextTower(**arch)
+    tower.load_state_dict(state)
+    return config, tower, load_tokenizer(arch["context_length"])
+
+
 def save_checkpoint(model: VideoTextModel, config: ModelConfig, folder: Path, *, extra_files: dict[str, bytes] | None = None) -> None:
     """Write `config.json` + `model.safetensors` (+ extras) to a temporary folder, then swap it into place."""
     from safetensors.torch import save_file

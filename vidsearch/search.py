@@ -73,7 +73,7 @@ class Searcher:
 
     def __init__(self, index: IndexDir, *, device: str = "auto"):
         from . import registry
-        from .encoder import Encoder
+        from .encoder import TextEncoder
 
         recorded = index.db.get_setting("model")
         if recorded is None:
@@ -81,7 +81,7 @@ class Searcher:
         if registry.fingerprint(recorded["spec"]) != recorded["fingerprint"]:
             raise IndexProblem(f"{index.path}: model {recorded['spec']!r} changed since this index was built; re-index")
         self.index = index
-        self.encoder = Encoder.load(recorded["spec"], device)
+        self.encoder = TextEncoder(recorded["spec"], device)  # queries need only the text tower
         self.vectors = index.vectors().on_gpu() if self.encoder.device.type == "cuda" else index.vectors()
 
     def search(self, text: str, *, k: int = 10) -> list[Moment]:
