@@ -38,7 +38,7 @@ def make_video(path: Path, codec: str, width: int, height: int, seconds: int, fp
     options = {"libx264": {"preset": "veryfast", "crf": "23"}, "libx265": {"preset": "ultrafast", "crf": "28"},
                "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "crf": "35", "b": "0"}}[codec]
     rng = np.random.default_rng(0)
-    noise = rng.integers(0, 40, size=(8, height, width, 3), dtype=np.uint8)
+    noise = rng.integers(0, 6, size=(8, height, width, 3), dtype=np.uint8)  # film-grain-like, a realistic bitrate
     x = np.linspace(0, 4 * np.pi, width, dtype=np.float32)
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=fps, options=options)
