@@ -74,24 +74,24 @@ def main() -> None:
     have_ffmpeg = shutil.which("ffmpeg") is not None
     rows = []
     for name, codec, container, width, height, share in CASES:
-        seconds = max(10, round(args.seconds * share))
-        path = args.out / f"{codec}-{height}p-{seconds}s.{container}"
+        length = max(10, round(args.seconds * share))
+        path = args.out / f"{codec}-{height}p-{length}s.{container}"
         if not path.is_file():
-            make_video(path, codec, width, height, seconds)
+            make_video(path, codec, width, height, length)
         ours, ref = [], []
         for _ in range(args.repeat):
             seconds, frames = time_ours(path)
             ours.append(seconds)
             if have_ffmpeg:
                 ref.append(time_ffmpeg(path))
-        rows.append((name, seconds, frames, min(ours), min(ref) if ref else None, path.stat().st_size / 2**20))
+        rows.append((name, length, frames, min(ours), min(ref) if ref else None, path.stat().st_size / 2**20))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; 30 fps sources sampled at 1 fps to 224x224; "
           f"best of {args.repeat}\n")
     print("| video | length s | MiB | frames out | vidsearch s | ffmpeg CLI s | vidsearch / ffmpeg |")
     print("|---|---|---|---|---|---|---|")
-    for name, seconds, frames, ours, ref, mib in rows:
+    for name, length, frames, ours, ref, mib in rows:
         ratio = f"{ours / ref:.2f}x" if ref else "n/a (no ffmpeg)"
-        print(f"| {name} | {seconds} | {mib:.0f} | {frames} | {ours:.2f} | {ref if ref is None else f'{ref:.2f}'} | "
+        print(f"| {name} | {length} | {mib:.0f} | {frames} | {ours:.2f} | {ref if ref is None else f'{ref:.2f}'} | "
               f"{ratio} |")
 
 
