@@ -9,6 +9,7 @@ import torch
 
 from vidsearch import registry
 from vidsearch.config import ModelConfig
+from vidsearch.model import VideoTextModel
 
 SMALL_VIT = {
     "embed_dim": 32,
@@ -30,7 +31,7 @@ def weights_file(tmp_path_factory):
     return path, clip
 
 
-def load(weights_file, **overrides) -> registry.VideoTextModel:
+def load(weights_file, **overrides) -> VideoTextModel:
     path, _ = weights_file
     config = ModelConfig(name="small", clip_arch=SMALL_VIT, pretrained=str(path), max_frames=8, **overrides)
     return registry.build_model(config).eval()

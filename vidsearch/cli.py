@@ -116,7 +116,7 @@ def index(
                       keep_ratio=keep_ratio, reindex=reindex, workers=workers, compile=compile)
     results = []
     with tqdm(total=len(files), unit="video", desc="indexing", file=sys.stderr, disable=None) as bar:
-        for result in indexer.run(paths, retry_failed=retry_failed):
+        for result in indexer.run(paths, files=files, retry_failed=retry_failed):
             results.append(result)
             if result.status == "failed":
                 bar.write(f"failed: {result.path}: {result.reason}", file=sys.stderr)
@@ -218,10 +218,9 @@ def verify(
 @user_errors
 def models(as_json: JsonOption = False) -> None:
     """List the models in the registry (use a name with --model)."""
-    from .config import ModelConfig
-    from .registry import registry_dir
+    from .registry import list_models
 
-    entries = [ModelConfig.load(p) for p in sorted(registry_dir().glob("*.json"))]
+    entries = list_models()
     rows = [{"name": c.name, "arch": c.clip_arch if isinstance(c.clip_arch, str) else "custom",
              "pretrained": c.pretrained, "mixing": c.temporal_mixing, "description": c.description} for c in entries]
     if as_json:

@@ -31,10 +31,6 @@ class Encoder:
     def image_size(self) -> int:
         return self.model.image_size
 
-    @property
-    def dim(self) -> int:
-        return int(self.model.clip.visual.proj.shape[1])
-
     @torch.inference_mode()
     def encode_text(self, texts: list[str]) -> np.ndarray:
         """(n, E) L2-normalised text vectors."""

@@ -106,11 +106,12 @@ class Indexer:
             self._encoder = Encoder.load(self.spec, self.device, compile=self.compile)
         return self._encoder
 
-    def run(self, paths: Iterable[Path], *, retry_failed: bool = False) -> Iterator[FileResult]:
-        """Index every video under `paths`, then drop indexed files under them that no longer exist;
-        yields one result per file as it finishes."""
+    def run(self, paths: Iterable[Path], *, files: list[Path] | None = None,
+            retry_failed: bool = False) -> Iterator[FileResult]:
+        """Index every video under `paths` (`files`, when the caller already walked them), then drop indexed
+        files under them that no longer exist; yields one result per file as it finishes."""
         roots = [Path(os.path.abspath(Path(p).expanduser())) for p in paths]
-        files = find_videos(roots)
+        files = find_videos(roots) if files is None else files
         try:
             # Two passes: a file whose content is already queued in this run (a copy) waits for the first pass,
             # then reuses its vectors.

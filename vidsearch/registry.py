@@ -9,12 +9,15 @@ import tempfile
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .config import ModelConfig
 from .errors import ModelUnavailable, UsageError
-from .model import VideoTextModel
+
+if TYPE_CHECKING:  # torch loads only when a model is built: `vidsearch models` and no-op runs stay light
+    import torch
+
+    from .model import VideoTextModel
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -87,6 +90,7 @@ def embedding_dim(config: ModelConfig) -> int:
 def build_clip(config: ModelConfig, *, load_pretrained: bool = True) -> torch.nn.Module:
     """The open_clip CLIP model: a named architecture with a pretrained tag or local file, or an inline config."""
     import open_clip
+    import torch
 
     pretrained = config.pretrained if load_pretrained else None
     with torch.random.fork_rng(devices=[]):
@@ -132,6 +136,8 @@ def weights_source(arch: str, pretrained: str) -> str:
 
 
 def build_model(config: ModelConfig, *, load_pretrained: bool = True) -> VideoTextModel:
+    from .model import VideoTextModel
+
     clip = build_clip(config, load_pretrained=load_pretrained)
     visual = clip.visual
     return VideoTextModel(
@@ -214,9 +220,3 @@ def save_checkpoint(model: VideoTextModel, config: ModelConfig, folder: Path, *,
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def describe(config: ModelConfig) -> dict:
-    arch = config.clip_arch if isinstance(config.clip_arch, str) else "custom"
-    return {"name": config.name, "arch": arch, "pretrained": config.pretrained, "mixing": config.temporal_mixing,
-            "pooling": config.pooling, "tubelet": config.tubelet_size, "description": config.description}
