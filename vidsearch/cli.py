@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .errors import VidsearchError
+from .errors import UsageError, VidsearchError
 
 app = typer.Typer(
     help="Index folders of videos and search them with plain-language queries.",
@@ -35,6 +35,11 @@ class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+class GroupBy(str, Enum):
+    moment = "moment"
+    video = "video"
 
 
 DeviceOption = Annotated[Device, typer.Option("--device", help="auto (CUDA when present, else CPU), cpu or cuda.")]
@@ -61,14 +66,6 @@ def open_index(path: Optional[Path], *, create: bool = False):
     from .indexdir import IndexDir, default_index_dir
 
     return IndexDir(path or default_index_dir(), create=create)
-
-
-def clock(seconds: float) -> str:
-    """Seconds as m:ss, or h:mm:ss past an hour."""
-    whole = int(round(seconds))
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 @app.command()
@@ -143,29 +140,72 @@ def index(
 @app.command()
 @user_errors
 def query(
-    text: Annotated[str, typer.Argument(help="What to look for, in plain words.", show_default=False)],
+    text: Annotated[Optional[list[str]], typer.Argument(
+        metavar="TEXT", help='What to look for, in plain words. Combine terms with lone + and -, and weight one with W: '
+             '"2:dog on a beach" + sunset - people.', show_default=False)] = None,
+    image: Annotated[Optional[list[Path]], typer.Option(
+        "--image", metavar="PATH", help="Find moments that look like this image (a query by example; repeatable, adds to TEXT).",
+        show_default=False)] = None,
     index_dir: IndexOption = None,
-    k: Annotated[int, typer.Option("-k", "--top", help="Number of moments to return.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--top", help="Number of moments (or, with --group-by video, videos) to return.")] = 10,
+    group_by: Annotated[GroupBy, typer.Option(
+        "--group-by", help="moment: every matching moment; video: only the best moment of each video.")] = GroupBy.moment,
+    path: Annotated[Optional[list[str]], typer.Option(
+        "--path", metavar="GLOB", help="Only files matching this glob, tried on the full path, the path from here, and the file "
+                       "name (repeatable: any may match). Quote it: --path '*/holidays/*'.", show_default=False)] = None,
+    min_score: Annotated[Optional[float], typer.Option(
+        "--min-score", metavar="SCORE", help="Drop moments scoring below this (cosine similarity, -1 to 1).", show_default=False)] = None,
+    html: Annotated[Optional[Path], typer.Option(
+        "--html", metavar="FILE", help="Also write a self-contained HTML report here: a card per moment with a thumbnail strip and "
+                       "a video player at the moment.", show_default=False)] = None,
+    thumbnails: Annotated[Optional[Path], typer.Option(
+        "--thumbnails", metavar="DIR", help="Also save a JPEG of each moment's middle frame in this folder (named MOMENT_ID.jpg; "
+                             "--json gives its path).", show_default=False)] = None,
+    open_hit: Annotated[Optional[int], typer.Option(
+        "--open", metavar="N", help="Play moment N (1 = best) from its start in mpv or ffplay; without either, print the command.",
+        show_default=False)] = None,
     device: DeviceOption = Device.auto,
     as_json: JsonOption = False,
 ) -> None:
     """Search the index and print the best-matching moments (file, start-end, score), best first."""
-    from .search import Searcher, check_query
+    from .report import as_json as json_result
+    from .report import table
+    from .search import Searcher
+    from .terms import parse_query
 
-    check_query(text, k)
+    words = " ".join(text or [])
+    terms = parse_query(words, image or [])
+    if k < 1:
+        raise UsageError("-k must be at least 1")
+    if open_hit is not None and not 1 <= open_hit <= k:
+        raise UsageError(f"--open must be between 1 and -k ({k})")
     idx = open_index(index_dir)
-    moments = Searcher(idx, device=device.value).search(text, k=k)
-    if as_json:
-        hits = [{"path": m.path, "start": round(m.start, 3), "end": round(m.end, 3), "score": round(m.score, 5),
-                 "segments": m.segments} for m in moments]
-        typer.echo(json.dumps({"query": text, "hits": hits}))
-        return
-    if not moments:
-        typer.echo("no matches")
-        return
-    typer.echo(f"{'#':>3}  {'score':>6}  {'start-end':>13}  file")
-    for rank, m in enumerate(moments, 1):
-        typer.echo(f"{rank:>3}  {m.score:6.3f}  {clock(m.start) + '-' + clock(m.end):>13}  {m.path}")
+    moments = Searcher(idx, device=device.value).search(terms, k=k, group_by=group_by.value, paths=path or [],
+                                                        min_score=min_score)
+    written: dict[str, str] = {}
+    if thumbnails is not None:
+        from .thumbnails import write_thumbnails
+
+        written, problems = write_thumbnails(moments, thumbnails)
+        for problem in problems:
+            typer.echo(f"no thumbnail: {problem}", err=True)
+    if html is not None:
+        from .report import html_report
+
+        recorded = idx.db.get_setting("model")
+        title = words or ", ".join(str(p) for p in image or [])
+        html.write_text(html_report(title, moments, index=str(idx.path), model=recorded["name"]), encoding="utf-8")
+        typer.echo(f"report: {html.resolve()}", err=True)
+    typer.echo(json.dumps(json_result(words, moments, written)) if as_json else table(moments))
+    if open_hit is not None:
+        if open_hit > len(moments):
+            raise UsageError(f"--open {open_hit}: only {len(moments)} moment(s) found")
+        from .player import play
+
+        chosen = moments[open_hit - 1]
+        command = play(chosen.path, chosen.start)
+        if command is not None:
+            typer.echo(f"no player found (mpv or ffplay); to watch moment {open_hit}, run:\n  {command}", err=True)
 
 
 @app.command()
@@ -234,6 +274,8 @@ def models(as_json: JsonOption = False) -> None:
 @user_errors
 def status(index_dir: IndexOption = None, as_json: JsonOption = False) -> None:
     """Show what an index holds: videos, segments, failures, model, index type and size on disk."""
+    from .report import clock
+
     idx = open_index(index_dir)
     stats = idx.db.stats()
     store = idx.vectors()
@@ -335,8 +377,6 @@ def _evaluate(model: str, manifest: Path, *, frames: Optional[int], fps: Optiona
     for problem in problems:
         typer.echo(f"skipped: {problem}", err=True)
     if len(pairs) < 2:
-        from .errors import UsageError
-
         raise UsageError(f"{manifest}: fewer than 2 usable pairs to evaluate on")
     encoder = Encoder.load(model, device)
     return evaluate(encoder, pairs, frames=frames or encoder.config.window, fps=fps or encoder.config.fps)

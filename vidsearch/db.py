@@ -161,6 +161,12 @@ class Database:
                                "WHERE v.path = ? AND s.level = 'segment'", [path]).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64)
 
+    def segment_ids_of(self, video_ids: Iterable[int]) -> np.ndarray:
+        """Segment-level ids of these videos."""
+        marks = ",".join(str(int(i)) for i in video_ids)
+        rows = self.db.execute(f"SELECT id FROM segments WHERE level = 'segment' AND video_id IN ({marks})").fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
     def segment_vectors(self, dim: int, *, ids: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Segment-level (ids, vectors) in id order, all of them or those in `ids`: what FAISS is built from."""
         where = "" if ids is None else f" AND id IN ({','.join(str(int(i)) for i in ids)})"

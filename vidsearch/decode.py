@@ -1,4 +1,4 @@
-"""Read video metadata and sample upright, square RGB frames with PyAV."""
+"""Read video metadata and sample upright, square RGB frames (or read one image) with PyAV."""
 
 from __future__ import annotations
 
@@ -47,8 +47,10 @@ def _ffmpeg_errors() -> Iterator[list]:
         av.logging.set_level(None)
 
 
-def _open(path: str | Path) -> tuple[av.container.InputContainer, av.VideoStream]:
-    """Open `path` and return it with its first real video stream, or raise BadVideo."""
+def _open(path: str | Path, *, still: bool = False) -> tuple[av.container.InputContainer, av.VideoStream]:
+    """Open `path` and return it with its first real video stream, or raise BadVideo.
+
+    A still image counts as a video only when `still` is set."""
     try:
         if Path(path).stat().st_size == 0:
             raise BadVideo(path, "empty file (0 bytes)")
@@ -61,7 +63,7 @@ def _open(path: str | Path) -> tuple[av.container.InputContainer, av.VideoStream
     except (av.FFmpegError, OSError) as e:
         said = [message.strip() for level, _, message in logs if level <= av.logging.ERROR]
         raise BadVideo(path, f"cannot open: {e.strerror}" + (f" ({said[-1]})" if said else "")) from None
-    if container.format.name in STILL_IMAGE_FORMATS:
+    if container.format.name in STILL_IMAGE_FORMATS and not still:
         container.close()
         raise BadVideo(path, f"not a video: a still image ({container.format.name.removesuffix('_pipe')})")
     cover = av.stream.Disposition.attached_pic  # album art is not a video
@@ -147,6 +149,14 @@ def _square(frame: av.VideoFrame, size: int, sar: float) -> np.ndarray:
     rgb = np.rot90(rgb, _quarter_turns(frame))
     top, left = (rgb.shape[0] - size) // 2, (rgb.shape[1] - size) // 2
     return np.ascontiguousarray(rgb[top : top + size, left : left + size])
+
+
+def read_image(path: str | Path, *, size: int = 224) -> np.ndarray:
+    """An image file (or a video's first frame) as a size x size x 3 uint8 RGB array, cropped like video frames."""
+    container, stream = _open(path, still=True)
+    with container:
+        frame = next(_decode(container, stream, path))
+        return _square(frame, size, float(stream.sample_aspect_ratio or 1))
 
 
 def sample_frames(

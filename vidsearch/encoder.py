@@ -54,6 +54,11 @@ class Encoder:
             out = self._encode_video(self.model.normalize_frames(batch), keep_ratio=keep_ratio)
         return out.slices[0].float().cpu().numpy(), out.window[0].float().cpu().numpy()
 
+    def encode_image(self, image: np.ndarray, *, frames: int) -> np.ndarray:
+        """uint8 image (H, W, 3) shown still for `frames` frames -> L2-normalised (E,), as a segment is pooled."""
+        slices, _ = self.encode_clip(np.repeat(image[None], max(frames, 1), axis=0))
+        return l2_normalize(slices.mean(axis=0))
+
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)

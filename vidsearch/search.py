@@ -1,11 +1,16 @@
-"""Text query -> vector -> nearest segments -> adjacent hits merged into ranked moments."""
+"""Query terms -> one vector -> nearest segments (optionally only some files) -> ranked moments."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import fnmatch
+import os
+from dataclasses import dataclass
+
+import numpy as np
 
 from .errors import IndexProblem, UsageError
 from .indexdir import IndexDir
+from .terms import Term
 
 
 @dataclass(frozen=True)
@@ -23,14 +28,17 @@ class Hit:
 class Moment:
     """A span of one video made of adjacent matching segments; scored by its best segment."""
 
+    video_id: int
     path: str
     start: float
     end: float
     score: float
     segments: int
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    @property
+    def moment_id(self) -> str:
+        """Stable while the file stays indexed: video id, start and end in milliseconds."""
+        return f"{self.video_id}-{round(self.start * 1000)}-{round(self.end * 1000)}"
 
 
 def merge_moments(hits: list[Hit], *, margin: float | None = None, gap: float = 0.5) -> list[Moment]:
@@ -58,14 +66,20 @@ def merge_moments(hits: list[Hit], *, margin: float | None = None, gap: float = 
             moments.remove(moment)
         moments.append(merged)
     moments.sort(key=lambda m: (-m["score"], m["path"], m["start"]))
-    return [Moment(m["path"], m["start"], m["end"], m["score"], m["segments"]) for m in moments]
+    return [Moment(**m) for m in moments]
 
 
-def check_query(text: str, k: int) -> None:
-    if not text.strip():
-        raise UsageError("the query is empty; say what to look for, e.g. vidsearch query \"chopping onions\"")
-    if k < 1:
-        raise UsageError("-k must be at least 1")
+def best_per_video(moments: list[Moment]) -> list[Moment]:
+    """The first (best) moment of each video, in the given order."""
+    seen: set[int] = set()
+    return [m for m in moments if not (m.video_id in seen or seen.add(m.video_id))]
+
+
+def path_matches(path: str, patterns: list[str]) -> bool:
+    """Does `path` match any glob, tried on the whole path, on the glob made absolute, and on the file name?"""
+    name = os.path.basename(path)
+    return any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(path, os.path.abspath(os.path.expanduser(p)))
+               or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 class Searcher:
@@ -73,22 +87,69 @@ class Searcher:
 
     def __init__(self, index: IndexDir, *, device: str = "auto"):
         from . import registry
-        from .encoder import TextEncoder
 
         recorded = index.db.get_setting("model")
         if recorded is None:
             raise IndexProblem(f"{index.path}: the index is empty; run `vidsearch index PATH` first")
         if registry.fingerprint(recorded["spec"]) != recorded["fingerprint"]:
             raise IndexProblem(f"{index.path}: model {recorded['spec']!r} changed since this index was built; re-index")
-        self.index = index
-        self.encoder = TextEncoder(recorded["spec"], device)  # queries need only the text tower
-        self.vectors = index.vectors().on_gpu() if self.encoder.device.type == "cuda" else index.vectors()
+        from .device import resolve_device
 
-    def search(self, text: str, *, k: int = 10) -> list[Moment]:
-        check_query(text, k)
-        query = self.encoder.encode_text([text])
-        scores, ids = self.vectors.search(query, max(50, 10 * k))
-        rows = self.index.db.segments(ids[0].tolist())
-        hits = [Hit(row["video_id"], row["path"], row["start"], row["end"], float(score))
-                for score, seg_id in zip(scores[0], ids[0]) if (row := rows.get(int(seg_id)))]
-        return merge_moments(hits)[:k]
+        self.index = index
+        self.spec, self.device = recorded["spec"], resolve_device(device).type
+        self.settings = index.db.get_setting("settings")
+        self._text_encoder = self._full_encoder = None
+        self.vectors = index.vectors().on_gpu() if self.device == "cuda" else index.vectors()
+
+    def encoder(self, *, images: bool):
+        """The text tower alone for words (fast to load); the whole model when an image must be encoded."""
+        from .encoder import Encoder, TextEncoder
+
+        if images or self._full_encoder is not None:
+            self._full_encoder = self._full_encoder or Encoder.load(self.spec, self.device)
+            return self._full_encoder
+        self._text_encoder = self._text_encoder or TextEncoder(self.spec, self.device)
+        return self._text_encoder
+
+    def query_vector(self, terms: list[Term]) -> np.ndarray:
+        """(1, E): the L2-normalised weighted sum of the terms' normalised vectors."""
+        from .decode import read_image
+        from .encoder import l2_normalize
+
+        encoder = self.encoder(images=any(t.image is not None for t in terms))
+        texts = [t for t in terms if t.text is not None]
+        parts = list(encoder.encode_text([t.text for t in texts])) if texts else []
+        frames = max(round(self.settings["segment"] * self.settings["fps"]), 1)
+        parts += [encoder.encode_image(read_image(t.image, size=encoder.image_size), frames=frames)
+                  for t in terms if t.image is not None]
+        weights = [t.weight for t in texts] + [t.weight for t in terms if t.image is not None]
+        total = np.sum([w * v for w, v in zip(weights, parts)], axis=0)
+        if np.linalg.norm(total) < 1e-6:
+            raise UsageError("the query's terms cancel out; change their weights")
+        return l2_normalize(total[None])
+
+    def search(self, terms: list[Term], *, k: int = 10, group_by: str = "moment", paths: list[str] = (),
+               min_score: float | None = None) -> list[Moment]:
+        """The best `k` moments (or, grouped by video, the best moment of the best `k` videos)."""
+        query = self.query_vector(terms)
+        only = None
+        if paths:
+            videos = [v["id"] for v in self.index.db.videos() if v["status"] == "ok" and path_matches(v["path"], paths)]
+            only = self.index.db.segment_ids_of(videos)
+            if not len(only):
+                return []
+        wanted = max(50, 10 * k)
+        while True:  # widen the search until k moments survive grouping and the score floor, or nothing is left
+            scores, ids = self.vectors.search(query, wanted, only=only)
+            rows = self.index.db.segments(ids[0].tolist())
+            hits = [Hit(row["video_id"], row["path"], row["start"], row["end"], float(score))
+                    for score, seg_id in zip(scores[0], ids[0]) if (row := rows.get(int(seg_id)))]
+            moments = merge_moments(hits)
+            if group_by == "video":
+                moments = best_per_video(moments)
+            if min_score is not None:
+                moments = [m for m in moments if m.score >= min_score]
+            exhausted = len(hits) < wanted or (min_score is not None and hits[-1].score < min_score)
+            if len(moments) >= k or exhausted:
+                return moments[:k]
+            wanted *= 4

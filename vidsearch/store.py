@@ -141,13 +141,22 @@ class VectorStore:
         except RuntimeError:  # an index type GPU FAISS cannot hold: search on the CPU
             return self
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each (n_queries, k'), best first; k' = min(k, count). IVF may pad with id -1."""
-        k = min(k, self.count)
+    def search(self, queries: np.ndarray, k: int, *, only: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (n_queries, k'), best first; k' = min(k, count). IVF may pad with id -1.
+
+        `only` restricts the search to these ids (FAISS skips the others while scanning).
+        """
+        k = min(k, self.count if only is None else len(only))
         if k == 0:
             empty = np.zeros((len(queries), 0))
             return empty.astype(np.float32), empty.astype(np.int64)
-        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if only is None:
+            return self.index.search(queries, k)
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(only, dtype=np.int64))
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe) if self.ivf is not None \
+            else faiss.SearchParameters(sel=selector)
+        return self.index.search(queries, k, params=params)
 
     def save(self, path: Path) -> None:
         """Write to a temporary file beside `path`, then rename it into place."""

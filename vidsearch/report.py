@@ -1,0 +1,95 @@
+"""How query results look: the m:ss clock, the terminal table, the JSON and the self-contained HTML report."""
+
+from __future__ import annotations
+
+import base64
+import html
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .search import Moment
+
+
+def clock(seconds: float) -> str:
+    """Seconds as m:ss, or h:mm:ss past an hour."""
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def table(moments: list[Moment]) -> str:
+    """Rank, score, start-end and file, one moment per line, best first."""
+    if not moments:
+        return "no matches"
+    lines = [f"{'#':>3}  {'score':>6}  {'start-end':>13}  file"]
+    lines += [f"{rank:>3}  {m.score:6.3f}  {clock(m.start) + '-' + clock(m.end):>13}  {m.path}"
+              for rank, m in enumerate(moments, 1)]
+    return "\n".join(lines)
+
+
+def as_json(query: str, moments: list[Moment], thumbnails: dict[str, str]) -> dict:
+    """{"query": ..., "hits": [{"path", "start", "end", "score", "segments", "moment_id"[, "thumbnail"]}]}"""
+    hits = []
+    for m in moments:
+        hit = {"path": m.path, "start": round(m.start, 3), "end": round(m.end, 3), "score": round(m.score, 5),
+               "segments": m.segments, "moment_id": m.moment_id}
+        if m.moment_id in thumbnails:
+            hit["thumbnail"] = thumbnails[m.moment_id]
+        hits.append(hit)
+    return {"query": query, "hits": hits}
+
+
+_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; background: #f4f5f7; color: #1d2330; }
+h1 { font-size: 20px; margin: 0 0 4px; } .meta { color: #5b6475; margin: 0 0 20px; }
+.card { background: #fff; border-radius: 8px; box-shadow: 0 1px 3px #0002; padding: 14px; margin: 0 0 16px; }
+.card header { display: flex; gap: 12px; align-items: baseline; flex-wrap: wrap; margin-bottom: 10px; }
+.rank { font-weight: 700; font-size: 18px; } .score { background: #1d6fd8; color: #fff; border-radius: 4px;
+  padding: 1px 6px; font-variant-numeric: tabular-nums; } .when { font-variant-numeric: tabular-nums; }
+.file { font-weight: 600; word-break: break-all; } .path { color: #5b6475; font-size: 12px; word-break: break-all; }
+.body { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; margin-bottom: 6px; }
+.strip { display: flex; gap: 4px; overflow-x: auto; }
+.strip figure { margin: 0; } .strip img { display: block; width: 120px; height: 120px; border-radius: 4px; }
+.strip figcaption { font-size: 11px; color: #5b6475; text-align: center; }
+video { width: 240px; height: 135px; background: #000; border-radius: 4px; }
+.missing { color: #a33; }
+"""
+
+
+def html_report(query: str, moments: list[Moment], *, index: str, model: str, strip: int = 5, size: int = 160) -> str:
+    """A standalone HTML page: one card per moment with a thumbnail strip (JPEG data URIs) and a video at its start."""
+    cards = [_card(rank, m, strip=strip, size=size) for rank, m in enumerate(moments, 1)]
+    made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    body = "\n".join(cards) if cards else '<p class="missing">no matches</p>'
+    count = f"{len(moments)} moment{'s' if len(moments) != 1 else ''}"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>vidsearch: {html.escape(query)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_STYLE}</style></head>
+<body><h1>{html.escape(query)}</h1>
+<p class="meta">{count} · index {html.escape(index)} · model {html.escape(model)} · {made}</p>
+{body}
+</body></html>
+"""
+
+
+def _card(rank: int, moment: Moment, *, strip: int, size: int) -> str:
+    from .errors import BadVideo
+    from .thumbnails import jpeg, moment_frames
+
+    try:
+        frames = moment_frames(moment.path, moment.start, moment.end, count=strip, size=size)
+        figures = "".join(
+            f'<figure><img src="data:image/jpeg;base64,{base64.b64encode(jpeg(rgb)).decode()}" alt="frame at {clock(t)}">'
+            f"<figcaption>{clock(t)}</figcaption></figure>" for t, rgb in frames)
+    except BadVideo as e:
+        figures = f'<p class="missing">no preview: {html.escape(e.reason)}</p>'
+    url = Path(moment.path).as_uri() + f"#t={moment.start:.2f},{moment.end:.2f}"
+    return f"""<article class="card" id="hit-{rank}" data-moment-id="{moment.moment_id}">
+<header><span class="rank">#{rank}</span><span class="score">{moment.score:.3f}</span>
+<span class="when">{clock(moment.start)}–{clock(moment.end)}</span>
+<span class="file">{html.escape(Path(moment.path).name)}</span></header>
+<div class="body"><div class="strip">{figures}</div>
+<video controls preload="metadata" src="{html.escape(url)}"></video></div>
+<p class="path">{html.escape(moment.path)}</p>
+</article>"""
