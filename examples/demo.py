@@ -57,8 +57,15 @@ def main() -> None:
         print(f"  top hit {Path(top.get('path', '-')).name} {top.get('start')}-{top.get('end')} s; the scene is "
               f"{expected.name} {scene['start']}-{scene['end']} s: {'right' if ok else 'wrong'}")
     asked = len(scenes[::5])
-    print(f"\n{right}/{asked} queries put the right scene first; demo took {time.perf_counter() - started:.0f} s. "
-          f"Try: vidsearch query \"a red circle moving left\" --index {index}")
+    print(f"\n{right}/{asked} queries put the right scene first.")
+
+    report = out / "report.html"
+    query = scenes[0]["caption"]
+    print(f'\n$ vidsearch query "{query}" -k 5 --html {report}')
+    print(run("query", query, "--index", str(index), "-k", "5", "--html", str(report)), end="")
+    print(f"\ndemo took {time.perf_counter() - started:.0f} s. Open {report} in a browser, or try:\n"
+          f'  vidsearch query "a red circle moving left" --index {index}\n'
+          f'  vidsearch query "a red circle" - "moving left" --group-by video --index {index}')
 
 
 if __name__ == "__main__":

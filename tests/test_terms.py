@@ -1,0 +1,75 @@
+"""Pure query logic: combined-term parsing, path globs, grouping, and id-restricted vector search."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vidsearch.errors import UsageError
+from vidsearch.search import Hit, best_per_video, merge_moments, path_matches
+from vidsearch.store import VectorStore
+from vidsearch.terms import Term, parse_query
+
+
+def test_weights_and_signs_as_rclip_spells_them():
+    assert parse_query("2:dog on a beach + sunset - people") == [
+        Term(2.0, text="dog on a beach"), Term(1.0, text="sunset"), Term(-1.0, text="people")]
+    assert parse_query("0.5:cat - 1.5:grass") == [Term(0.5, text="cat"), Term(-1.5, text="grass")]
+
+
+def test_operators_inside_words_are_words():
+    assert parse_query("t-shirt on a +44 phone") == [Term(1.0, text="t-shirt on a +44 phone")]
+    assert parse_query("the 2:1 score") == [Term(1.0, text="the 2:1 score")]  # a weight prefix only at the start
+
+
+def test_images_join_the_terms():
+    assert parse_query("- people", [Path("beach.jpg")]) == [Term(-1.0, text="people"), Term(1.0, image=Path("beach.jpg"))]
+    assert parse_query("", [Path("a.png")]) == [Term(1.0, image=Path("a.png"))]
+
+
+@pytest.mark.parametrize("bad, said", [
+    ("", "empty"), ("   ", "empty"), ("dog -", "no term after"), ("dog + - cat", "no term after"),
+    ("- cat", "only negative"), ("0:cat", "weight 0"), ("2:", "no words"),
+])
+def test_malformed_queries_are_usage_errors(bad, said):
+    with pytest.raises(UsageError, match=said):
+        parse_query(bad)
+
+
+def test_path_globs_match_the_path_the_path_from_here_or_the_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = str(tmp_path / "holidays" / "beach.mp4")
+    assert path_matches(path, ["*/holidays/*"])
+    assert path_matches(path, ["holidays/*.mp4"])  # relative to the current folder
+    assert path_matches(path, ["beach.*"])
+    assert path_matches(path, ["nope*", "*.mp4"])  # any of several
+    assert not path_matches(path, ["*.mkv"]) and not path_matches(path, ["Beach.mp4"])  # case counts
+
+
+def test_grouping_by_video_keeps_each_videos_best_moment():
+    hits = [Hit(1, "a", 0, 4, 0.9), Hit(1, "a", 20, 24, 0.8), Hit(2, "b", 0, 4, 0.7), Hit(2, "b", 30, 34, 0.6)]
+    moments = merge_moments(hits, margin=0.05)
+    assert len(moments) == 4
+    best = best_per_video(moments)
+    assert [(m.path, m.start, m.score) for m in best] == [("a", 0, 0.9), ("b", 0, 0.7)]
+
+
+def test_moment_ids_name_the_video_and_span():
+    (moment,) = merge_moments([Hit(7, "a", 12.0, 16.0, 0.5), Hit(7, "a", 16.0, 20.0, 0.5)])
+    assert moment.moment_id == "7-12000-20000" and moment.segments == 2
+
+
+@pytest.mark.parametrize("ivf", [False, True])
+def test_search_can_be_restricted_to_some_ids(ivf):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(2000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(2000, dtype=np.int64) * 3 + 1
+    store = VectorStore.build_ivf(ids, vectors, 16, nlist=8) if ivf else VectorStore.build(ids, vectors, 16)
+    allowed = ids[500:600]
+    scores, found = store.search(vectors[:1], 10, only=allowed)
+    assert set(found[0].tolist()) <= set(allowed.tolist()) and len(found[0]) == 10
+    exact = np.sort(vectors[500:600] @ vectors[0])[::-1][:10]
+    if not ivf:  # exact search: the best ten of the allowed ones, in order
+        np.testing.assert_allclose(scores[0], exact, rtol=1e-5)
+    assert store.search(vectors[:1], 10, only=np.zeros(0, np.int64))[1].shape == (1, 0)
