@@ -1,6 +1,9 @@
 """Registry models load their open_clip tag from the local Hugging Face cache, with no network, and say
 clearly when the weights are neither cached nor downloadable."""
 
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -37,6 +40,16 @@ def test_clip_b32_indexes_from_cached_weights_offline(hf_home, tmp_path, monkeyp
     assert status["model"]["spec"] == "clip-b32" and status["model"]["dim"] == 512
     hits = run_json("query", "a gray square", home=tmp_path / "idx")["hits"]
     assert hits and hits[0]["path"].endswith("clip.mp4")
+    # the index notes where the weights are, so a query loads only the text tower from them, without open_clip
+    weights = status["model"]["weights_file"]
+    assert weights.startswith(str(hf_home)) and weights.endswith("open_clip_model.safetensors")
+    code = ("import sys; import numpy as np; from vidsearch.encoder import Encoder, TextEncoder; "
+            f"tower = TextEncoder('clip-b32', 'cpu', weights_file={weights!r}); "
+            "assert not {'open_clip', 'torchvision'} & set(sys.modules); "
+            "texts = ['a gray square', 'a dog on a beach']; "
+            "np.testing.assert_allclose(tower.encode_text(texts), Encoder.load('clip-b32', 'cpu').encode_text(texts), "
+            "atol=1e-5)")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "HF_HOME": str(hf_home)})
 
 
 def test_weights_neither_cached_nor_reachable_give_one_line(tmp_path, monkeypatch):
@@ -46,3 +59,21 @@ def test_weights_neither_cached_nor_reachable_give_one_line(tmp_path, monkeypatc
     proc = run_cli("index", str(tmp_path / "v"), "--model", "clip-b32", home=tmp_path / "idx", check=1)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--model tiny" in lines[0] and "cannot be reached" in lines[0], proc.stderr
+
+
+def test_the_text_tower_loads_from_a_torch_pickle_as_from_safetensors(hf_home, tmp_path):
+    from safetensors.torch import load_file
+
+    from vidsearch.registry import load_text_tower
+
+    safetensors = next(hf_home.rglob("open_clip_model.safetensors"))
+    wrapped = tmp_path / "weights.bin"  # as some trainers save them: wrapped, with DDP's "module." prefix
+    torch.save({"state_dict": {f"module.{k}": v for k, v in load_file(str(safetensors)).items()}}, wrapped)
+    tokens = torch.randint(1, 49000, (2, 77))
+    outputs = []
+    for source in (safetensors, wrapped):
+        _, tower, _ = load_text_tower("clip-b32", weights_file=str(source))
+        with torch.no_grad():
+            outputs.append(tower(tokens))
+    torch.testing.assert_close(outputs[0], outputs[1])
+    assert load_text_tower("clip-b32", weights_file=str(tmp_path / "gone.bin")) is None  # falls back to the full model

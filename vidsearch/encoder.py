@@ -68,11 +68,11 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 class TextEncoder:
     """Only the text side, for queries: the torch-only text tower when the model allows it, else the full model."""
 
-    def __init__(self, spec: str, device: str = "auto"):
+    def __init__(self, spec: str, device: str = "auto", *, weights_file: str | None = None):
         from .registry import load_text_tower
 
         self.device = resolve_device(device)
-        loaded = load_text_tower(spec)
+        loaded = load_text_tower(spec, weights_file=weights_file)
         if loaded is None:
             full = Encoder.load(spec, device)
             self._tower, self.tokenizer = full.model.encode_text, full.tokenizer

@@ -104,7 +104,17 @@ class Indexer:
             from .encoder import Encoder
 
             self._encoder = Encoder.load(self.spec, self.device, compile=self.compile)
+            self._record_weights_file()
         return self._encoder
+
+    def _record_weights_file(self) -> None:
+        """Note where a pretrained model's weights are on disk, so queries can load its text tower from them."""
+        from . import registry
+
+        recorded = self.index.db.get_setting("model")
+        weights = registry.pretrained_file(self.config)
+        if weights and recorded.get("weights_file") != weights:
+            self.index.db.set_setting("model", {**recorded, "weights_file": weights})
 
     def run(self, paths: Iterable[Path], *, files: list[Path] | None = None,
             retry_failed: bool = False) -> Iterator[FileResult]:

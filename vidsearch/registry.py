@@ -176,23 +176,52 @@ def load_model(spec: str, **overrides) -> tuple[ModelConfig, VideoTextModel]:
 TEXT_PARAMETERS = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
 
 
-def load_text_tower(spec: str):
-    """(config, TextTower, tokenizer) built from a checkpoint folder's text weights alone, without importing
-    open_clip; None when the model needs the full path (random init, a pretrained tag, custom text towers)."""
+def pretrained_file(config: ModelConfig) -> str | None:
+    """The weights file a pretrained model loads from, once it is on disk (cached download or local file)."""
+    if not config.pretrained:
+        return None
+    source = config.pretrained if isinstance(config.clip_arch, dict) else weights_source(config.clip_arch, config.pretrained)
+    return os.path.abspath(source) if os.path.isfile(source) else None
+
+
+def load_text_tower(spec: str, *, weights_file: str | None = None):
+    """(config, TextTower, tokenizer) built from the text weights alone, without importing open_clip: a checkpoint
+    folder's, or a pretrained model's `weights_file` (see pretrained_file). None when the model needs the full path
+    (random init, weights not on disk, custom text towers)."""
     from .text_tower import TextTower, load_tokenizer, text_architecture
 
     config, folder = resolve(spec)
     arch = text_architecture(config.clip_arch)
-    if folder is None or arch is None:
+    if arch is None:
         return None
-    from safetensors import safe_open
-
-    with safe_open(str(folder / WEIGHTS_FILE), "pt") as weights:
-        state = {key.removeprefix("clip."): weights.get_tensor(key) for key in weights.keys()
-                 if key.startswith("clip.") and key.removeprefix("clip.").split(".")[0] in TEXT_PARAMETERS}
+    if folder is not None:
+        state = _text_weights(folder / WEIGHTS_FILE, prefix="clip.")
+    elif config.pretrained and weights_file and os.path.isfile(weights_file):
+        state = _text_weights(Path(weights_file), prefix="")
+    else:
+        return None
     tower = TextTower(**arch)
     tower.load_state_dict(state)
     return config, tower, load_tokenizer(arch["context_length"])
+
+
+def _text_weights(path: Path, *, prefix: str) -> dict:
+    """The text-tower tensors of a safetensors file (read alone) or of a torch pickle (memory-mapped), unprefixed."""
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as weights:
+            return {key.removeprefix(prefix): weights.get_tensor(key) for key in weights.keys() if _is_text(key, prefix)}
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    state = state.get("state_dict", state)
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    return {key.removeprefix(prefix): value for key, value in state.items() if _is_text(key, prefix)}
+
+
+def _is_text(key: str, prefix: str) -> bool:
+    return key.startswith(prefix) and key.removeprefix(prefix).split(".")[0] in TEXT_PARAMETERS
 
 
 def save_checkpoint(model: VideoTextModel, config: ModelConfig, folder: Path, *, extra_files: dict[str, bytes] | None = None) -> None:

@@ -97,6 +97,7 @@ class Searcher:
 
         self.index = index
         self.spec, self.device = recorded["spec"], resolve_device(device).type
+        self.weights_file = recorded.get("weights_file")
         self.settings = index.db.get_setting("settings")
         self._text_encoder = self._full_encoder = None
         self.vectors = index.vectors().on_gpu() if self.device == "cuda" else index.vectors()
@@ -108,7 +109,7 @@ class Searcher:
         if images or self._full_encoder is not None:
             self._full_encoder = self._full_encoder or Encoder.load(self.spec, self.device)
             return self._full_encoder
-        self._text_encoder = self._text_encoder or TextEncoder(self.spec, self.device)
+        self._text_encoder = self._text_encoder or TextEncoder(self.spec, self.device, weights_file=self.weights_file)
         return self._text_encoder
 
     def query_vector(self, terms: list[Term]) -> np.ndarray:
