@@ -144,7 +144,16 @@ def test_checkpoint_folder_round_trip(weights_file, tmp_path):
     video = torch.randn(1, 3, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded.eval().encode_video(video).window, model.encode_video(video).window)
-    assert registry.fingerprint(str(tmp_path / "ckpt")) == registry.fingerprint(str(tmp_path / "ckpt"))
+    spec = str(tmp_path / "ckpt")
+    stamp, before = registry.weights_stamp(spec), registry.fingerprint(spec)
+    assert registry.fingerprint(spec, weights=stamp) == before
+    # a recorded stamp whose size and mtime match is trusted (no re-hash) ...
+    assert registry.fingerprint(spec, weights={**stamp, "sha256": "0" * 64}) != before
+    # ... and a rewritten weights file is hashed again, so the change is seen
+    with torch.no_grad():
+        model.temporal_embedding.normal_()
+    registry.save_checkpoint(model, config, tmp_path / "ckpt")
+    assert registry.fingerprint(spec, weights=stamp) == registry.fingerprint(spec) != before
 
 
 def test_missing_weights_give_one_clear_line(weights_file):

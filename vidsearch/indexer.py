@@ -68,7 +68,8 @@ class Indexer:
         recorded = index.db.get_setting("model")
         spec = registry.canonical_spec(model) if model else (recorded["spec"] if recorded else "clip-b32")
         config, _ = registry.resolve(spec)
-        self.fingerprint = registry.fingerprint(spec)
+        weights = registry.weights_stamp(spec)
+        self.fingerprint = registry.fingerprint(spec, weights=weights)
         stored = index.db.get_setting("settings")
         base = IndexSettings(**stored) if stored and not reindex else IndexSettings(fps=config.fps, window=config.window)
         settings = IndexSettings(fps=base.fps if fps is None else fps, window=base.window if window is None else window,
@@ -90,7 +91,7 @@ class Indexer:
             recorded = None
         if recorded is None:  # a new index is bound to its model and settings from the start
             index.db.set_setting("model", {"spec": spec, "fingerprint": self.fingerprint, "name": config.name,
-                                           "dim": registry.embedding_dim(config)})
+                                           "dim": registry.embedding_dim(config), "weights": weights})
             index.db.set_setting("settings", settings.to_dict())
         if workers < 0:
             raise UsageError("--workers must be 0 (decode in a thread) or more")

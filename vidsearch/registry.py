@@ -57,15 +57,33 @@ def canonical_spec(spec: str) -> str:
     return str(path.resolve()) if path.exists() else spec
 
 
-def fingerprint(spec: str) -> str:
-    """Identifies the exact weights: the recipe digest, plus the weights file's hash for checkpoints."""
+def fingerprint(spec: str, *, weights: dict | None = None) -> str:
+    """Identifies the exact weights: the recipe digest, plus the weights file's hash for checkpoints.
+
+    `weights` (a weights_stamp recorded earlier) saves re-reading a weights file whose size and mtime still match.
+    """
     config, folder = resolve(spec)
     digest = hashlib.sha256(config.digest().encode())
     if folder is not None:
-        with open(folder / WEIGHTS_FILE, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+        digest.update(weights_stamp(spec, known=weights)["sha256"].encode())
     return digest.hexdigest()[:16]
+
+
+def weights_stamp(spec: str, *, known: dict | None = None) -> dict | None:
+    """{"size", "mtime_ns", "sha256"} of a checkpoint folder's weights file (None for other models); `known` is
+    returned as is when size and mtime match it, so a query does not hash hundreds of megabytes."""
+    _, folder = resolve(spec)
+    if folder is None:
+        return None
+    path = folder / WEIGHTS_FILE
+    stat = path.stat()
+    if known and (known.get("size"), known.get("mtime_ns")) == (stat.st_size, stat.st_mtime_ns):
+        return known
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest()}
 
 
 def _load_config(path: Path) -> ModelConfig:

@@ -91,7 +91,7 @@ class Searcher:
         recorded = index.db.get_setting("model")
         if recorded is None:
             raise IndexProblem(f"{index.path}: the index is empty; run `vidsearch index PATH` first")
-        if registry.fingerprint(recorded["spec"]) != recorded["fingerprint"]:
+        if registry.fingerprint(recorded["spec"], weights=recorded.get("weights")) != recorded["fingerprint"]:
             raise IndexProblem(f"{index.path}: model {recorded['spec']!r} changed since this index was built; re-index")
         from .device import resolve_device
 
