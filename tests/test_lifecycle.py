@@ -63,6 +63,21 @@ def test_a_touched_but_identical_file_is_not_re_encoded(tmp_path):
     assert again["unchanged"] == 1 and again["frames"] == 0
 
 
+def test_windows_batched_across_files_give_the_vectors_of_one_at_a_time(tmp_path):
+    # 4-frame windows: a.mp4 has 6 frames (windows of 4 and 2), b.mp4 8 (4, 4), c.mp4 10 (4, 4, 2), so batches
+    # mix files, a file's last window can wait in a batch, and a length change flushes one
+    videos = library(tmp_path / "videos")
+    single, batched = tmp_path / "single", tmp_path / "batched"
+    run_cli("index", str(videos), "--model", "tiny", "--window", "4", "--batch", "1", home=single)
+    summary = run_json("index", str(videos), "--model", "tiny", "--window", "4", "--batch", "3", home=batched)
+    assert summary["indexed"] == 3
+    (videos_a, segments_a), (videos_b, segments_b) = snapshot(single), snapshot(batched)
+    assert videos_a == videos_b and [s[:4] for s in segments_a] == [s[:4] for s in segments_b]
+    for a, b in zip(segments_a, segments_b):
+        np.testing.assert_allclose(np.frombuffer(a[4], np.float32), np.frombuffer(b[4], np.float32), atol=1e-5)
+    assert run_cli("verify", home=batched).returncode == 0
+
+
 @pytest.mark.parametrize("point", ["decode", "between-videos", "faiss-write"])
 def test_sigkill_anywhere_then_rerun_equals_a_clean_run(tmp_path, point):
     videos = library(tmp_path / "videos")

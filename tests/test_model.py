@@ -197,3 +197,20 @@ def test_the_torch_only_text_tower_equals_open_clips_encode_text(tmp_path, quick
     with torch.no_grad():
         torch.testing.assert_close(tower(tokens), model.clip.encode_text(tokens), atol=1e-5, rtol=0)
     assert registry.load_text_tower("tiny") is None  # random init: only the full build reproduces its weights
+
+
+@pytest.mark.parametrize("mixing", ["frame", "joint"])
+def test_clips_encoded_in_one_batch_equal_clips_encoded_alone(mixing):
+    import numpy as np
+
+    from vidsearch.encoder import Encoder
+
+    config = replace(registry.resolve("tiny")[0], temporal_mixing=mixing)
+    encoder = Encoder(config, registry.build_model(config), torch.device("cpu"))
+    clips = [np.random.default_rng(i).integers(0, 255, (5, 64, 64, 3), dtype=np.uint8) for i in range(3)]
+    together = encoder.encode_clips(clips)
+    for clip, (slices, window) in zip(clips, together):
+        alone_slices, alone_window = encoder.encode_clip(clip)
+        np.testing.assert_allclose(slices, alone_slices, atol=1e-5)
+        np.testing.assert_allclose(window, alone_window, atol=1e-5)
+    assert encoder.windows_per_batch(256) == 1  # on the CPU

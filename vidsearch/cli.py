@@ -90,6 +90,9 @@ def index(
     workers: Annotated[int, typer.Option(help="Decoding processes feeding the encoder (0: a thread).")] = 1,
     compile: Annotated[bool, typer.Option(help="torch.compile the video encoder (worth it on a GPU for long runs).")]
         = False,
+    batch: Annotated[Optional[int], typer.Option(
+        help="Windows of equal length encoded in one forward pass, across files [default: 1 on the CPU; on a GPU "
+             "as many as fit in half its free memory].", show_default=False)] = None,
     reindex: Annotated[bool, typer.Option(help="Rebuild the index when --model or the settings differ from "
                                                "what it was built with (otherwise that is refused).")] = False,
     retry_failed: Annotated[bool, typer.Option(help="Try again files that failed before and have not changed.")]
@@ -110,7 +113,7 @@ def index(
     idx = open_index(index_dir, create=True)
     idx.lock_for_writing()
     indexer = Indexer(idx, model=model, device=device.value, fps=fps, window=window, segment=segment,
-                      keep_ratio=keep_ratio, reindex=reindex, workers=workers, compile=compile)
+                      keep_ratio=keep_ratio, reindex=reindex, workers=workers, compile=compile, batch=batch)
     results = []
     with tqdm(total=len(files), unit="video", desc="indexing", file=sys.stderr, disable=None) as bar:
         for result in indexer.run(paths, files=files, retry_failed=retry_failed):

@@ -39,20 +39,34 @@ class Encoder:
             vectors = self.model.encode_text(tokens)
         return l2_normalize(vectors.float().cpu().numpy())
 
-    @torch.inference_mode()
     def encode_clip(self, frames: np.ndarray, *, keep_ratio: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """uint8 frames (T, H, W, 3) -> unnormalised (slice vectors (T', E), window vector (E,)).
 
         T is padded with copies of the last frame up to a multiple of the tubelet size.
         """
+        return self.encode_clips([frames], keep_ratio=keep_ratio)[0]
+
+    @torch.inference_mode()
+    def encode_clips(self, clips: list[np.ndarray], *, keep_ratio: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Several clips of the same length in one forward pass (as encode_clip, one result per clip)."""
         tubelet = self.model.tubelet_size
-        pad = -len(frames) % tubelet
-        if pad:
-            frames = np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])
-        batch = torch.from_numpy(np.ascontiguousarray(frames)).unsqueeze(0).to(self.device)
+        pad = -len(clips[0]) % tubelet
+        batch = np.stack([np.concatenate([c, np.repeat(c[-1:], pad, axis=0)]) if pad else c for c in clips])
+        video = torch.from_numpy(batch).to(self.device)
         with autocast(self.device):
-            out = self._encode_video(self.model.normalize_frames(batch), keep_ratio=keep_ratio)
-        return out.slices[0].float().cpu().numpy(), out.window[0].float().cpu().numpy()
+            out = self._encode_video(self.model.normalize_frames(video), keep_ratio=keep_ratio)
+        slices, windows = out.slices.float().cpu().numpy(), out.window.float().cpu().numpy()
+        return list(zip(slices, windows))
+
+    def windows_per_batch(self, frames: int) -> int:
+        """How many windows of `frames` frames to encode at once: 1 on the CPU (batching does not speed it up, see
+        bench/RESULTS.md); on a GPU as many as fit in half its free memory, by a bf16 activation estimate."""
+        if self.device.type != "cuda":
+            return 1
+        free, _ = torch.cuda.mem_get_info(self.device)
+        tokens = -(-frames // self.model.tubelet_size) * self.model.tokens_per_slice
+        per_window = tokens * self.model.width * 12 * 2  # a block's widest activations (the MLP), 2 bytes each
+        return int(max(1, min(64, free // 2 // per_window)))
 
     def encode_image(self, image: np.ndarray, *, frames: int) -> np.ndarray:
         """uint8 image (H, W, 3) shown still for `frames` frames -> L2-normalised (E,), as a segment is pooled."""

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from .errors import IndexProblem, UsageError
 from .faults import crash_point
 from .indexdir import IndexDir
 from .windows import group_segments, slice_spans
+
+if TYPE_CHECKING:
+    from .decoding import Window
 
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv".split())
@@ -61,7 +65,7 @@ class Indexer:
 
     def __init__(self, index: IndexDir, *, model: str | None = None, device: str = "auto", fps: float | None = None,
                  window: int | None = None, segment: float | None = None, keep_ratio: float | None = None,
-                 reindex: bool = False, workers: int = 1, compile: bool = False):
+                 reindex: bool = False, workers: int = 1, compile: bool = False, batch: int | None = None):
         from . import registry
 
         self.index = index
@@ -96,7 +100,9 @@ class Indexer:
         if workers < 0:
             raise UsageError("--workers must be 0 (decode in a thread) or more")
         self.spec, self.config, self.settings, self.device, self.workers = spec, config, settings, device, workers
-        self.compile = compile
+        if batch is not None and batch < 1:
+            raise UsageError("--batch must be at least 1")
+        self.compile, self.batch = compile, batch
         self._encoder = None
 
     @property
@@ -191,13 +197,16 @@ class Indexer:
                 enumerate(files)]
         infos: dict[int, Started] = {}
         segments: dict[int, list[Segment]] = {}
-        for event in decode_all(jobs, workers=self.workers, depth=2 + self.workers):
-            if isinstance(event, Started):
-                infos[event.key], segments[event.key] = event, []
-            elif isinstance(event, Window):
-                crash_point("decode")
-                segments[event.key] += self.encode_window(event.times, event.frames, infos[event.key].duration)
-            elif isinstance(event, Finished):
+        batch: list[Window] = []  # windows of one length waiting to be encoded together
+        finished: list[Finished] = []  # files whose last window is still in `batch`
+
+        def encode_batch() -> Iterator[FileResult]:
+            if batch:
+                durations = [infos[w.key].duration for w in batch]
+                for window, found in zip(batch, self.encode_windows(batch, durations)):
+                    segments[window.key] += found
+                batch.clear()
+            for event in finished:
                 path, stat, digest = files[event.key]
                 if event.error:
                     yield self._fail(str(path), stat.st_size, stat.st_mtime, event.error)
@@ -205,16 +214,44 @@ class Indexer:
                     info = infos[event.key]
                     yield self._commit(path, stat, digest, info.duration, info.fps, event.frames, segments[event.key])
                 segments.pop(event.key, None)
+            finished.clear()
 
-    def encode_window(self, times: list[float], frames: np.ndarray, duration: float) -> list[Segment]:
-        """One window's segment vectors (on the fixed time grid) and its window vector, L2-normalised."""
-        from .encoder import l2_normalize
+        for event in decode_all(jobs, workers=self.workers, depth=2 + self.workers):
+            if isinstance(event, Started):
+                infos[event.key], segments[event.key] = event, []
+            elif isinstance(event, Window):
+                crash_point("decode")
+                if batch and len(batch[0].frames) != len(event.frames):
+                    yield from encode_batch()
+                batch.append(event)
+                if len(batch) >= self.batch_size(len(event.frames)):
+                    yield from encode_batch()
+            elif isinstance(event, Finished):
+                finished.append(event)
+                if not any(w.key == event.key for w in batch):
+                    yield from encode_batch()
+        yield from encode_batch()
 
+    def batch_size(self, frames: int) -> int:
+        """Windows per forward pass: --batch, else the encoder's choice; 1 with token dropping, whose random
+        draw is seeded per window so that every window is encoded the same way on every run."""
+        if self.settings.keep_ratio < 1.0:
+            return 1
+        return self.batch or self.encoder.windows_per_batch(frames)
+
+    def encode_windows(self, windows: list[Window], durations: list[float]) -> list[list[Segment]]:
+        """Each window's segment vectors (on the fixed time grid) and its window vector, L2-normalised."""
         if self.settings.keep_ratio < 1.0:
             import torch
 
-            torch.manual_seed(round(times[0] * 1000))  # dropped tokens depend only on the window: reproducible
-        slices, whole = self.encoder.encode_clip(frames, keep_ratio=self.settings.keep_ratio)
+            torch.manual_seed(round(windows[0].times[0] * 1000))  # dropped tokens depend only on the window
+        encoded = self.encoder.encode_clips([w.frames for w in windows], keep_ratio=self.settings.keep_ratio)
+        return [self.window_segments(w.times, slices, whole, duration)
+                for w, (slices, whole), duration in zip(windows, encoded, durations)]
+
+    def window_segments(self, times: list[float], slices: np.ndarray, whole: np.ndarray, duration: float) -> list[Segment]:
+        from .encoder import l2_normalize
+
         spans = slice_spans(times, tubelet=self.config.tubelet_size, frame_seconds=1.0 / self.settings.fps,
                             duration=duration)
         found = [Segment("segment", spans[g.start][0], spans[g.stop - 1][1], l2_normalize(slices[g.start:g.stop].mean(axis=0)))

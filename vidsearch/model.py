@@ -75,6 +75,16 @@ class VideoTextModel(nn.Module):
         return size[0] if isinstance(size, (tuple, list)) else int(size)
 
     @property
+    def width(self) -> int:
+        return self.tubelet.out_channels
+
+    @property
+    def tokens_per_slice(self) -> int:
+        """Patch tokens of one time slice, plus its CLS token."""
+        grid = self.image_size // self.tubelet.kernel_size[1]
+        return grid * grid + 1
+
+    @property
     def blocks(self) -> nn.ModuleList:
         return self.clip.visual.transformer.resblocks
 
