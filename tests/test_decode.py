@@ -84,6 +84,23 @@ def test_skipping_undecoded_b_frames_picks_the_same_frames_as_full_decoding(tmp_
     assert [t for t, _ in sample_frames(path, fps=3, size=32)] == pytest.approx(expected, abs=1e-6)
 
 
+def noisy_frame(index: int, width: int, height: int) -> np.ndarray:
+    """Moving gradient plus noise: compresses into blocks, so the deblocking filter has work to do."""
+    rng = np.random.default_rng(index)
+    x = (np.arange(width)[None, :] * 2 + index * 5) % 256
+    img = np.repeat(np.broadcast_to(x, (height, width))[..., None], 3, axis=2).astype(np.int16)
+    return np.clip(img + rng.integers(-40, 40, img.shape), 0, 255).astype(np.uint8)
+
+
+def test_skipping_the_deblocking_filter_keeps_the_timing_and_nearly_the_pixels(tmp_path):
+    path = write_video(tmp_path / "noisy.mp4", seconds=3, fps=30, size=(320, 240), frame_fn=noisy_frame)
+    exact = list(sample_frames(path, fps=2, size=96))
+    fast = list(sample_frames(path, fps=2, size=96, deblock=False))
+    assert [t for t, _ in fast] == [t for t, _ in exact] and len(exact) == 6
+    error = np.mean([(a.astype(float) - b.astype(float)) ** 2 for (_, a), (_, b) in zip(exact, fast)])
+    assert 0 < error and 10 * np.log10(255**2 / error) > 30  # the filter was skipped, and it barely shows
+
+
 def quadrant_frame(index: int, width: int, height: int) -> np.ndarray:
     """Dark gray with the top-left quadrant white: shows which way up a frame is."""
     img = np.full((height, width, 3), 40, np.uint8)

@@ -87,6 +87,10 @@ def index(
     keep_ratio: Annotated[Optional[float], typer.Option(
         help="Share of video tokens kept at inference with joint mixing; below 1 it is faster but less exact "
              "(see bench/RESULTS.md) [default: 1.0].", show_default=False)] = None,
+    deblock: Annotated[Optional[bool], typer.Option(
+        "--deblock/--no-deblock", help="Run H.264/HEVC's in-loop deblocking filter while decoding: exact frames, but "
+        "about a fifth slower; without it frames at model size stay within 37 dB PSNR (see bench/RESULTS.md) "
+        "[default: --no-deblock].", show_default=False)] = None,
     workers: Annotated[int, typer.Option(help="Decoding processes feeding the encoder (0: a thread).")] = 1,
     compile: Annotated[bool, typer.Option(help="torch.compile the video encoder (worth it on a GPU for long runs).")]
         = False,
@@ -113,7 +117,8 @@ def index(
     idx = open_index(index_dir, create=True)
     idx.lock_for_writing()
     indexer = Indexer(idx, model=model, device=device.value, fps=fps, window=window, segment=segment,
-                      keep_ratio=keep_ratio, reindex=reindex, workers=workers, compile=compile, batch=batch)
+                      keep_ratio=keep_ratio, deblock=deblock, reindex=reindex, workers=workers, compile=compile,
+                      batch=batch)
     results = []
     with tqdm(total=len(files), unit="video", desc="indexing", file=sys.stderr, disable=None) as bar:
         for result in indexer.run(paths, files=files, retry_failed=retry_failed):

@@ -28,6 +28,7 @@ class DecodeJob:
     fps: float
     size: int
     window: int
+    deblock: bool = True
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def decode_job(job: DecodeJob) -> Iterator[Event]:
     try:
         info = probe(job.path)
         yield Started(job.key, info.duration, info.fps)
-        for chunk in chunked(sample_frames(job.path, fps=job.fps, size=job.size), job.window):
+        for chunk in chunked(sample_frames(job.path, fps=job.fps, size=job.size, deblock=job.deblock), job.window):
             count += len(chunk)
             yield Window(job.key, [t for t, _ in chunk], np.stack([f for _, f in chunk]))
     except BadVideo as exc:

@@ -65,6 +65,7 @@ class Indexer:
 
     def __init__(self, index: IndexDir, *, model: str | None = None, device: str = "auto", fps: float | None = None,
                  window: int | None = None, segment: float | None = None, keep_ratio: float | None = None,
+                 deblock: bool | None = None,
                  reindex: bool = False, workers: int = 1, compile: bool = False, batch: int | None = None):
         from . import registry
 
@@ -78,7 +79,8 @@ class Indexer:
         base = IndexSettings(**stored) if stored and not reindex else IndexSettings(fps=config.fps, window=config.window)
         settings = IndexSettings(fps=base.fps if fps is None else fps, window=base.window if window is None else window,
                                  segment=base.segment if segment is None else segment,
-                                 keep_ratio=base.keep_ratio if keep_ratio is None else keep_ratio)
+                                 keep_ratio=base.keep_ratio if keep_ratio is None else keep_ratio,
+                                 deblock=base.deblock if deblock is None else deblock)
         try:
             settings.validate()
         except ValueError as exc:
@@ -88,8 +90,8 @@ class Indexer:
                                f"another --index folder, or --reindex to rebuild it with {spec!r}")
         if stored and IndexSettings(**stored) != settings and not reindex:
             raise IndexProblem(f"{index.path}: this index was built with --fps {base.fps} --window {base.window} "
-                               f"--segment {base.segment} --keep-ratio {base.keep_ratio}; use those, another --index "
-                               f"folder, or --reindex")
+                               f"--segment {base.segment} --keep-ratio {base.keep_ratio} "
+                               f"--{'' if base.deblock else 'no-'}deblock; use those, another --index folder, or --reindex")
         if reindex and recorded and (recorded["fingerprint"] != self.fingerprint or IndexSettings(**stored) != settings):
             index.reset()
             recorded = None
@@ -193,8 +195,8 @@ class Indexer:
         from .decoding import DecodeJob, Finished, Started, Window, decode_all
 
         encoder, settings = self.encoder, self.settings
-        jobs = [DecodeJob(key, path, settings.fps, encoder.image_size, settings.window) for key, (path, _, _) in
-                enumerate(files)]
+        jobs = [DecodeJob(key, path, settings.fps, encoder.image_size, settings.window, settings.deblock)
+                for key, (path, _, _) in enumerate(files)]
         infos: dict[int, Started] = {}
         segments: dict[int, list[Segment]] = {}
         batch: list[Window] = []  # windows of one length waiting to be encoded together
