@@ -1,9 +1,12 @@
 """Frame sampling speed: `sample_frames` at 1 fps to 224 px against the ffmpeg CLI doing the same work.
 
-For each generated file, both run in this process's run, alternating, best of --repeat:
-- vidsearch: `sample_frames(path, fps=1, size=224)` (PyAV, threaded, non-reference frames skipped
-  where they cannot be sampled; short side scaled to 224 and centre-cropped);
+For each generated file, all run in this process's run, alternating, best of --repeat:
+- vidsearch as `index` runs it: `sample_frames(path, fps=1, size=224, deblock=False)` (PyAV, threaded,
+  non-reference frames skipped where they cannot be sampled, H.264/HEVC deblocking filter skipped;
+  short side scaled to 224 and centre-cropped);
+- vidsearch exact (`index --deblock`): the same with the deblocking filter;
 - ffmpeg: `ffmpeg -i F -vf fps=1,scale=224:224 -f rawvideo -` to /dev/null (what the issue asks to beat).
+PSNR compares the default frames with the exact ones.
 Needs the ffmpeg CLI (`apt-get install ffmpeg`) for the reference column.
 
 usage: python bench/decode.py [--seconds 300] [--repeat 2] [--out bench-out/decode]
@@ -25,18 +28,19 @@ import numpy as np
 
 from vidsearch.decode import sample_frames
 
-CASES = [  # name, codec, container, width, height, share of --seconds (the reference case is full length)
-    ("H.264 720p", "libx264", "mp4", 1280, 720, 1.0),
-    ("H.264 1080p", "libx264", "mp4", 1920, 1080, 0.2),
-    ("VP9 720p", "libvpx-vp9", "webm", 1280, 720, 0.2),
-    ("HEVC 720p", "libx265", "mp4", 1280, 720, 0.2),
+CASES = [  # name, codec, container, width, height, share of --seconds (the reference case is full length), crf
+    ("H.264 720p", "libx264", "mp4", 1280, 720, 1.0, "23"),
+    ("H.264 720p, crf 35", "libx264", "mp4", 1280, 720, 0.2, "35"),
+    ("H.264 1080p", "libx264", "mp4", 1920, 1080, 0.2, "23"),
+    ("VP9 720p", "libvpx-vp9", "webm", 1280, 720, 0.2, "35"),
+    ("HEVC 720p", "libx265", "mp4", 1280, 720, 0.2, "28"),
 ]
 
 
-def make_video(path: Path, codec: str, width: int, height: int, seconds: int, fps: int = 30) -> None:
+def make_video(path: Path, codec: str, width: int, height: int, seconds: int, crf: str, fps: int = 30) -> None:
     """A moving test pattern with noise (so the encoder cannot cheat), with the codec's usual GOP and B-frames."""
-    options = {"libx264": {"preset": "veryfast", "crf": "23"}, "libx265": {"preset": "ultrafast", "crf": "28"},
-               "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "crf": "35", "b": "0"}}[codec]
+    options = {"libx264": {"preset": "veryfast"}, "libx265": {"preset": "ultrafast"},
+               "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "b": "0"}}[codec] | {"crf": crf}
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 6, size=(8, height, width, 3), dtype=np.uint8)  # film-grain-like, a realistic bitrate
     x = np.linspace(0, 4 * np.pi, width, dtype=np.float32)
@@ -51,10 +55,15 @@ def make_video(path: Path, codec: str, width: int, height: int, seconds: int, fp
         out.mux(stream.encode())
 
 
-def time_ours(path: Path) -> tuple[float, int]:
+def time_ours(path: Path, *, deblock: bool) -> tuple[float, list[np.ndarray]]:
     started = time.perf_counter()
-    count = sum(1 for _ in sample_frames(path, fps=1.0, size=224))
-    return time.perf_counter() - started, count
+    frames = [frame for _, frame in sample_frames(path, fps=1.0, size=224, deblock=deblock)]
+    return time.perf_counter() - started, frames
+
+
+def psnr(frames: list[np.ndarray], reference: list[np.ndarray]) -> float:
+    error = np.mean([(a.astype(np.float64) - b) ** 2 for a, b in zip(frames, reference)])
+    return float("inf") if error == 0 else 10 * np.log10(255**2 / error)
 
 
 def time_ffmpeg(path: Path) -> float:
@@ -73,26 +82,30 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     have_ffmpeg = shutil.which("ffmpeg") is not None
     rows = []
-    for name, codec, container, width, height, share in CASES:
+    for name, codec, container, width, height, share, crf in CASES:
         length = max(10, round(args.seconds * share))
-        path = args.out / f"{codec}-{height}p-{length}s.{container}"
+        path = args.out / f"{codec}-{height}p-crf{crf}-{length}s.{container}"
         if not path.is_file():
-            make_video(path, codec, width, height, length)
-        ours, ref = [], []
+            make_video(path, codec, width, height, length, crf)
+        fast, exact, ref = [], [], []
         for _ in range(args.repeat):
-            seconds, frames = time_ours(path)
-            ours.append(seconds)
+            seconds, frames = time_ours(path, deblock=False)
+            fast.append(seconds)
+            seconds, exact_frames = time_ours(path, deblock=True)
+            exact.append(seconds)
             if have_ffmpeg:
                 ref.append(time_ffmpeg(path))
-        rows.append((name, length, frames, min(ours), min(ref) if ref else None, path.stat().st_size / 2**20))
+        rows.append((name, length, path.stat().st_size / 2**20, len(frames), min(fast), min(exact),
+                     min(ref) if ref else None, psnr(frames, exact_frames)))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; 30 fps sources sampled at 1 fps to 224x224; "
           f"best of {args.repeat}\n")
-    print("| video | length s | MiB | frames out | vidsearch s | ffmpeg CLI s | vidsearch / ffmpeg |")
-    print("|---|---|---|---|---|---|---|")
-    for name, length, frames, ours, ref, mib in rows:
-        ratio = f"{ours / ref:.2f}x" if ref else "n/a (no ffmpeg)"
-        print(f"| {name} | {length} | {mib:.0f} | {frames} | {ours:.2f} | {ref if ref is None else f'{ref:.2f}'} | "
-              f"{ratio} |")
+    print("| video | length s | MiB | frames out | vidsearch s | --deblock s | ffmpeg CLI s | vidsearch / ffmpeg | "
+          "--deblock / ffmpeg | PSNR vs exact |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, length, mib, count, fast, exact, ref, quality in rows:
+        ratios = (f"{fast / ref:.2f}x | {exact / ref:.2f}x" if ref else "n/a (no ffmpeg) | n/a")
+        print(f"| {name} | {length} | {mib:.0f} | {count} | {fast:.2f} | {exact:.2f} | "
+              f"{'-' if ref is None else f'{ref:.2f}'} | {ratios} | {quality:.1f} dB |")
 
 
 if __name__ == "__main__":
