@@ -114,16 +114,18 @@ class Searcher:
 
     def query_vector(self, terms: list[Term]) -> np.ndarray:
         """(1, E): the L2-normalised weighted sum of the terms' normalised vectors."""
-        from .decode import read_image
         from .encoder import l2_normalize
 
-        encoder = self.encoder(images=any(t.image is not None for t in terms))
         texts = [t for t in terms if t.text is not None]
+        images = [t for t in terms if t.image is not None]
+        encoder = self.encoder(images=bool(images))
         parts = list(encoder.encode_text([t.text for t in texts])) if texts else []
-        frames = max(round(self.settings["segment"] * self.settings["fps"]), 1)
-        parts += [encoder.encode_image(read_image(t.image, size=encoder.image_size), frames=frames)
-                  for t in terms if t.image is not None]
-        weights = [t.weight for t in texts] + [t.weight for t in terms if t.image is not None]
+        if images:
+            from .decode import read_image
+
+            frames = max(round(self.settings["segment"] * self.settings["fps"]), 1)
+            parts += [encoder.encode_image(read_image(t.image, size=encoder.image_size), frames=frames) for t in images]
+        weights = [t.weight for t in texts + images]
         total = np.sum([w * v for w, v in zip(weights, parts)], axis=0)
         if np.linalg.norm(total) < 1e-6:
             raise UsageError("the query's terms cancel out; change their weights")
