@@ -1,6 +1,7 @@
 """Query latency on a 100k-segment index: `vidsearch query --json` wall time (process start to printed JSON) and
-where it goes (imports, fingerprint, FAISS load, model load, search), for a checkpoint-folder index (text tower
-only) and a registry-spec index (`tiny`: the full model is built), plus the biggest imports (`-X importtime`).
+where it goes (imports, fingerprint, FAISS load, model load, search), for checkpoint-folder indexes and the default
+`clip-b32` (pretrained weights from a Hugging Face cache this script fills with random weights: the text tower
+only), against a random-init registry model (`tiny`: the full model is built), plus the biggest imports.
 
 usage: python bench/query.py [--videos 1000] [--segments 100] [--runs 5] [--out bench-out/query]
 """
@@ -37,22 +38,37 @@ def make_checkpoint(name: str, folder: Path) -> None:
     registry.save_checkpoint(registry.build_model(config, load_pretrained=False), config, folder)
 
 
-def build_index(path: Path, spec: str, *, videos: int, segments: int) -> float:
-    """`videos` x `segments` random unit vectors through Database.save_video, the model and settings recorded by
-    vidsearch's own Indexer (which encodes nothing until a file needs it); returns seconds."""
+def fill_hf_cache(home: Path) -> None:
+    """Random ViT-B/32 weights where open_clip's `openai` tag for clip-b32 looks for them (no network here)."""
+    snapshot = home / "hub" / "models--timm--vit_base_patch32_clip_224.openai" / "snapshots" / ("0" * 40)
+    if (snapshot / "open_clip_model.safetensors").is_file():
+        return
+    import open_clip
+    from safetensors.torch import save_file
+
+    (snapshot.parent.parent / "refs").mkdir(parents=True, exist_ok=True)
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    snapshot.mkdir(parents=True, exist_ok=True)
+    model = open_clip.create_model("ViT-B-32-quickgelu")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(snapshot / "open_clip_model.safetensors"))
+
+
+def build_index(path: Path, spec: str, seed_videos: Path, env: dict, *, videos: int, segments: int) -> float:
+    """`vidsearch index` of one short video (so the index records what a real run records), then `videos` x
+    `segments` random unit vectors added through Database.save_video; returns seconds."""
     import shutil
 
     import numpy as np
 
     from vidsearch.db import Segment
     from vidsearch.indexdir import IndexDir
-    from vidsearch.indexer import Indexer
 
     shutil.rmtree(path, ignore_errors=True)
     started = time.perf_counter()
-    index = IndexDir(path, create=True)
+    subprocess.run([VIDSEARCH, "index", str(seed_videos), "--model", spec, "--index", str(path), "--device", "cpu"],
+                   check=True, capture_output=True, env=env)
+    index = IndexDir(path)
     index.lock_for_writing()
-    Indexer(index, model=spec, device="cpu")
     dim = index.dim
     rng = np.random.default_rng(0)
     for v in range(videos):
@@ -69,30 +85,20 @@ def build_index(path: Path, spec: str, *, videos: int, segments: int) -> float:
 
 # -- the in-process split (run in a fresh interpreter per sample) ------------------------------------------------
 
-def search_once(searcher, text: str):
-    try:  # the query API takes parsed terms since vidsearch.terms exists; plain text before that
-        from vidsearch.terms import parse_query
-    except ImportError:
-        return searcher.search(text, k=10)
-    return searcher.search(parse_query(text), k=10)
-
-
 def split(index_path: str) -> dict:
     """Wall seconds of each stage of a query, in the order the CLI runs them, then the parts measured alone."""
     clock = time.perf_counter
     out = {}
     t = clock()
     import vidsearch.cli  # noqa: F401  (what `vidsearch query` imports before running)
+    import vidsearch.report  # noqa: F401
     from vidsearch import search
-    try:
-        import vidsearch.report  # noqa: F401
-        import vidsearch.terms  # noqa: F401
-    except ImportError:
-        pass
+    from vidsearch.terms import parse_query
     out["import vidsearch"] = clock() - t
     t = clock()
     import torch
     out["import torch"] = clock() - t
+    torch.set_num_threads(1)  # as `vidsearch query` does for a text query
     t = clock()
     torch.cuda.is_available()
     out["cuda check"] = clock() - t
@@ -105,27 +111,24 @@ def split(index_path: str) -> dict:
     searcher = search.Searcher(index, device="cpu")
     out["Searcher()"] = clock() - t
     t = clock()
-    moments = search_once(searcher, QUERY)
+    moments = searcher.search(parse_query(QUERY), k=10)
     out["first search"] = clock() - t
     t = clock()
-    search_once(searcher, "a blue square moving up")
+    searcher.search(parse_query("a blue square moving up"), k=10)
     out["warm search"] = clock() - t
     assert moments, "the query found nothing"
     # the same parts again, one at a time (files now in the page cache, modules imported)
     recorded = index.db.get_setting("model")
     spec = recorded["spec"]
     t = clock()
-    try:  # as Searcher checks it: with the recorded weights stamp where vidsearch records one
-        registry.fingerprint(spec, weights=recorded.get("weights"))
-    except TypeError:
-        registry.fingerprint(spec)
+    registry.fingerprint(spec, weights=recorded.get("weights"))  # as Searcher checks it
     out["fingerprint"] = clock() - t
     t = clock()
     fresh = IndexDir(Path(index_path))
     fresh.vectors()
     out["FAISS load + check"] = clock() - t
     t = clock()
-    encoder = TextEncoder(spec, "cpu")
+    encoder = TextEncoder(spec, "cpu", weights_file=recorded.get("weights_file"))
     out["model load (again)"] = clock() - t
     t = clock()
     vector = encoder.encode_text([QUERY])
@@ -193,20 +196,28 @@ def main() -> None:
     out = args.out.resolve()
     ENV.pop("PYTHONDONTWRITEBYTECODE", None)
     ENV["PYTHONPYCACHEPREFIX"] = str(out / "pycache")
+    hf = {"HF_HOME": str(out / "hf"), "HF_HUB_OFFLINE": "1"}
     cases = [  # (label, how the model is given, spec, index folder, extra environment)
+        ("clip-b32 (default), pretrained", "text tower only", "clip-b32", "index-clip", hf),
         ("clip-b32 shape, checkpoint folder", "text tower only", out / "clip-b32-ckpt", "index0", {}),
-        ("same, OMP_NUM_THREADS=1", "text tower only", out / "clip-b32-ckpt", "index0", {"OMP_NUM_THREADS": "1"}),
         ("tiny, checkpoint folder", "text tower only", out / "tiny-ckpt", "index1", {}),
         ("tiny, registry spec", "full model", "tiny", "index2", {}),
     ]
+    fill_hf_cache(out / "hf")
     make_checkpoint("clip-b32", out / "clip-b32-ckpt")
     make_checkpoint("tiny", out / "tiny-ckpt")
+    from vidsearch.synthetic import make_dataset
+
+    seed_videos = out / "seed"
+    if not seed_videos.is_dir():
+        make_dataset(seed_videos, videos=1, scenes_per_video=1, scene_seconds=2.0)
     load_before = load()
     results, built_s = [], {}
     for label, path, spec, folder, extra in cases:
         index, env = out / folder, {**ENV, **extra}
         if folder not in built_s:
-            built_s[folder] = build_index(index, str(spec), videos=args.videos, segments=args.segments)
+            built_s[folder] = build_index(index, str(spec), seed_videos / "videos", env, videos=args.videos,
+                                          segments=args.segments)
         walls = cli_wall(index, args.runs, env)
         samples = [json.loads(subprocess.run([sys.executable, __file__, "--split", str(index)], check=True,
                                              capture_output=True, text=True, env=env).stdout) for _ in range(args.runs)]
@@ -223,7 +234,7 @@ def main() -> None:
           f"{torch.get_num_threads()} torch threads; load average (1/5/15 min) {load_before} before, {load()} after; "
           f"vidsearch from {Path(vidsearch.__file__).parent}")
     print(f"index: {args.videos} videos x {args.segments} segments = {args.videos * args.segments} vectors "
-          f"(IDMap2,Flat), random unit vectors; query {QUERY!r}, --json, --device cpu; bytecode cached "
+          f"(IDMap2,Flat), random unit vectors (plus one real 2 s video); query {QUERY!r}, --json, --device cpu; bytecode cached "
           f"(PYTHONPYCACHEPREFIX), page cache warm\n")
     for folder, seconds in built_s.items():
         print(f"built {folder} in {seconds:.1f} s")
@@ -236,7 +247,8 @@ def main() -> None:
     for r in results:
         printed = [p for p, _ in r["walls"]]
         exited = statistics.median(e for _, e in r["walls"])
-        print(f"| {r['label']} | {r['path']} | {r['weights_mib']:.0f} | {statistics.median(printed):.2f} | "
+        mib = f"{r['weights_mib']:.0f}" if r["weights_mib"] else "-"
+        print(f"| {r['label']} | {r['path']} | {mib} | {statistics.median(printed):.2f} | "
               f"{min(printed):.2f} | {max(printed):.2f} | {statistics.median(printed) / base:.2f}x | {exited:.2f} |")
     print(f"\nIn-process split, seconds (median of {args.runs} fresh interpreters). The first five stages run in the "
           "CLI's order and add up to one query (the sum is below the CLI wall: interpreter start, typer and printing are "

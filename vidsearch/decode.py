@@ -175,7 +175,8 @@ def sample_frames(
     BadVideo (on the first iteration) for a file that cannot be decoded.
 
     `deblock=False` skips the in-loop deblocking filter of H.264/HEVC (ffmpeg's -skip_loop_filter all): about a
-    fifth faster, with frames at model size within 37-54 dB PSNR of exact ones (bench/RESULTS.md).
+    fifth faster, but the frames drift from the exact ones (bench/RESULTS.md: 37-54 dB PSNR at model size, 23 dB
+    on heavily compressed video).
     """
     if fps <= 0 or size <= 0:
         raise ValueError("fps and size must be positive")

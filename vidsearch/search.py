@@ -87,14 +87,13 @@ class Searcher:
 
     def __init__(self, index: IndexDir, *, device: str = "auto"):
         from . import registry
+        from .device import resolve_device
 
         recorded = index.db.get_setting("model")
         if recorded is None:
             raise IndexProblem(f"{index.path}: the index is empty; run `vidsearch index PATH` first")
         if registry.fingerprint(recorded["spec"], weights=recorded.get("weights")) != recorded["fingerprint"]:
             raise IndexProblem(f"{index.path}: model {recorded['spec']!r} changed since this index was built; re-index")
-        from .device import resolve_device
-
         self.index = index
         self.spec, self.device = recorded["spec"], resolve_device(device).type
         self.weights_file = recorded.get("weights_file")
