@@ -51,8 +51,8 @@ def test_the_trained_model_finds_the_right_moment(trained_tiny, synthetic, tmp_p
     assert found >= 5, f"{found}/{len(rows)} queries found their scene in the top 3"
     # a query on a checkpoint-built index loads only the text tower, and imports neither open_clip nor torchvision
     code = ("import sys; from pathlib import Path; from vidsearch.indexdir import IndexDir; "
-            "from vidsearch.search import Searcher; "
-            f"assert Searcher(IndexDir(Path({str(home)!r}))).search('a red circle', k=1); "
+            "from vidsearch.search import Searcher; from vidsearch.terms import parse_query; "
+            f"assert Searcher(IndexDir(Path({str(home)!r}))).search(parse_query('a red circle'), k=1); "
             "assert not {'open_clip', 'torchvision'} & set(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
 
