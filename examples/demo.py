@@ -60,9 +60,7 @@ def main() -> None:
     print(f"\n{right}/{asked} queries put the right scene first.")
 
     report = out / "report.html"
-    query = scenes[0]["caption"]
-    print(f'\n$ vidsearch query "{query}" -k 5 --html {report}')
-    print(run("query", query, "--index", str(index), "-k", "5", "--html", str(report)), end="")
+    run("query", scenes[0]["caption"], "--index", str(index), "-k", "5", "--html", str(report))
     print(f"\ndemo took {time.perf_counter() - started:.0f} s. Open {report} in a browser, or try:\n"
           f'  vidsearch query "a red circle moving left" --index {index}\n'
           f'  vidsearch query "a red circle" - "moving left" --group-by video --index {index}')
