@@ -54,6 +54,13 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path):
     assert db.video("/a.mp4") is None and db.segment_checksum() == (0, 0)
 
 
+def test_the_checksum_query_reads_an_index_not_the_vectors(tmp_path):
+    db = Database(tmp_path / "x.db")
+    plan = " ".join(str(row) for row in db.db.execute(
+        "EXPLAIN QUERY PLAN SELECT count(*), coalesce(sum(id), 0) FROM segments WHERE level = 'segment'").fetchall())
+    assert "COVERING INDEX" in plan, plan
+
+
 def test_settings_round_trip(tmp_path):
     db = Database(tmp_path / "db.sqlite")
     db.set_setting("model", {"spec": "tiny", "dim": 64})
@@ -77,6 +84,10 @@ def test_exact_search_finds_the_nearest_and_saves_atomically(tmp_path):
     store.save(tmp_path / "v.faiss")
     assert VectorStore.load(tmp_path / "v.faiss").checksum() == store.checksum() == (49, sum(range(100, 150)) - 107)
     assert [p.name for p in tmp_path.iterdir()] == ["v.faiss"]  # no temporary file left
+    mapped = VectorStore.load(tmp_path / "v.faiss", mapped=True)  # as queries read it
+    assert mapped.checksum() == store.checksum()
+    for a, b in zip(mapped.search(vectors[:5], 4), store.search(vectors[:5], 4)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_faiss_is_rebuilt_when_it_disagrees_with_sqlite(tmp_path):
@@ -117,6 +128,8 @@ def test_past_the_threshold_an_ivf_index_is_trained_and_tuned_for_recall(tmp_pat
     store.save(tmp_path / "ivf.faiss")
     loaded = VectorStore.load(tmp_path / "ivf.faiss")
     assert loaded.checksum() == (5900, int(ids[100:].sum())) and loaded.nprobe == store.nprobe
+    mapped = VectorStore.load(tmp_path / "ivf.faiss", mapped=True)
+    np.testing.assert_array_equal(mapped.search(queries, 10)[1], loaded.search(queries, 10)[1])
     np.testing.assert_allclose(loaded.reconstruct(ids[[100, 5000]]), vectors[[100, 5000]], atol=1e-6)
     assert loaded.needs_rebuild(ivf_threshold=5000) is False and loaded.needs_rebuild(ivf_threshold=20000) is True
 

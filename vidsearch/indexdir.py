@@ -50,12 +50,13 @@ class IndexDir:
         model = self.db.get_setting("model")
         return model["dim"] if model else None
 
-    def vectors(self) -> VectorStore:
-        """The FAISS index, loaded from disk, or rebuilt from SQLite when its ids disagree."""
+    def vectors(self, *, search_only: bool = False) -> VectorStore:
+        """The FAISS index, loaded from disk, or rebuilt from SQLite when its ids disagree. `search_only` maps the
+        file into memory rather than reading it (the store must then not be changed)."""
         if self._vectors is None:
             store = None
             if (self.path / VECTORS_FILE).is_file():
-                store = VectorStore.load(self.path / VECTORS_FILE)
+                store = VectorStore.load(self.path / VECTORS_FILE, mapped=search_only)
                 if store.checksum() != self.db.segment_checksum():
                     store = None
             if store is None:

@@ -99,7 +99,8 @@ class Searcher:
         self.weights_file = recorded.get("weights_file")
         self.settings = index.db.get_setting("settings")
         self._text_encoder = self._full_encoder = None
-        self.vectors = index.vectors().on_gpu() if self.device == "cuda" else index.vectors()
+        vectors = index.vectors(search_only=True)
+        self.vectors = vectors.on_gpu() if self.device == "cuda" else vectors
 
     def encoder(self, *, images: bool):
         """The text tower alone for words (fast to load); the whole model when an image must be encoded."""
