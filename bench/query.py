@@ -125,7 +125,7 @@ def split(index_path: str) -> dict:
     out["fingerprint"] = clock() - t
     t = clock()
     fresh = IndexDir(Path(index_path))
-    fresh.vectors()
+    fresh.vectors(search_only=True)  # as Searcher loads it
     out["FAISS load + check"] = clock() - t
     t = clock()
     encoder = TextEncoder(spec, "cpu", weights_file=recorded.get("weights_file"))
