@@ -115,9 +115,11 @@ def test_thumbnails_and_open_with_and_without_a_player(indexed, tmp_path):
     second = result["hits"][1]
     assert f"mpv --start={second['start']:.2f} -- {second['path']}" in proc.stderr
     mpv = bin_dir / "mpv"
-    mpv.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/played\n")
+    mpv.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/played\necho Playing: \"$3\"\n")  # mpv talks on stdout
     mpv.chmod(mpv.stat().st_mode | stat.S_IEXEC)
-    run_cli("query", scenes[2]["caption"], "-k", "2", "--open", "1", home=home, env={"PATH": str(bin_dir)})
+    opened = run_json("query", scenes[2]["caption"], "-k", "2", "--open", "1", home=home, env={"PATH": str(bin_dir)})
+    # the player's output did not get into the JSON
+    assert opened["hits"] == [{k: v for k, v in h.items() if k != "thumbnail"} for h in result["hits"]]
     first = result["hits"][0]
     assert (tmp_path / "played").read_text().split() == [f"--start={first['start']:.2f}", "--", first["path"]]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+import sys
 
 PLAYERS = ("mpv", "ffplay")
 
@@ -19,6 +20,7 @@ def play(path: str, start: float) -> str | None:
     """Run the first installed player and wait for it; without one, return the command line to run instead."""
     for player in PLAYERS:
         if shutil.which(player):
-            subprocess.run(player_command(player, path, start), check=False)
+            # the player's chatter goes to stderr, so stdout stays the results (--json)
+            subprocess.run(player_command(player, path, start), check=False, stdout=sys.stderr)
             return None
     return shlex.join(player_command(PLAYERS[0], path, start))
