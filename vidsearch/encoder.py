@@ -59,8 +59,8 @@ class Encoder:
         return list(zip(slices, windows))
 
     def windows_per_batch(self, frames: int) -> int:
-        """How many windows of `frames` frames to encode at once: 1 on the CPU (batching does not speed it up, see
-        bench/RESULTS.md); on a GPU as many as fit in half its free memory, by a bf16 activation estimate."""
+        """How many windows of `frames` frames to encode at once: 1 on the CPU (no gain there was shown; `--batch`
+        overrides it); on a GPU as many as fit in half its free memory, by a bf16 activation estimate (untested)."""
         if self.device.type != "cuda":
             return 1
         free, _ = torch.cuda.mem_get_info(self.device)

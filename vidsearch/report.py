@@ -7,6 +7,7 @@ import html
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .errors import BadVideo
 from .search import Moment
 
 
@@ -74,8 +75,7 @@ def html_report(query: str, moments: list[Moment], *, index: str, model: str, st
 
 
 def _card(rank: int, moment: Moment, *, strip: int, size: int) -> str:
-    from .errors import BadVideo
-    from .thumbnails import jpeg, moment_frames
+    from .thumbnails import jpeg, moment_frames  # PyAV: only when a report is written
 
     try:
         frames = moment_frames(moment.path, moment.start, moment.end, count=strip, size=size)
