@@ -61,11 +61,13 @@ def write_video(
     vfr_times: list[float] | None = None,
     rotation: int = 0,
     faststart: bool = False,
+    start: float = 0.0,
 ) -> Path:
     """Write a video whose upright frames are frame_fn(index, width, height) at the given size.
 
     Frames are at k/fps for `seconds`, or at the explicit `vfr_times` (seconds,
-    millisecond time base). `rotation` is stored as a display matrix turning the
+    millisecond time base), all stamped `start` seconds later (as ffmpeg's
+    -output_ts_offset does). `rotation` is stored as a display matrix turning the
     stored picture counter-clockwise into the upright one (what ffprobe reports).
     """
     path = Path(path)
@@ -84,7 +86,7 @@ def write_video(
         for i, t in enumerate(times):
             stored = np.rot90(frame_fn(i, width, height), -(rotation // 90))
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(stored), format="rgb24")
-            frame.pts, frame.time_base = round(t / time_base), time_base
+            frame.pts, frame.time_base = round((start + t) / time_base), time_base
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     return path
@@ -105,14 +107,38 @@ def write_audio_only(path: str | Path, *, seconds: float = 1.0, codec: str = "aa
     return path
 
 
-def write_truncated(path: str | Path, *, fraction: float = 0.3, faststart: bool = False) -> Path:
-    """Write a 4 s h264 mp4 and keep only its first `fraction` of bytes.
+def write_with_audio(path: str | Path, *, seconds: float, audio_seconds: float, fps: int = 10) -> Path:
+    """Write an mpeg4 video of `seconds` with an AAC tone lasting `audio_seconds` (a container that outlasts its picture)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate, chunk = 48000, 1024
+    tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(round(audio_seconds * rate)) / rate)).astype(np.float32)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mpeg4", rate=fps)
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        audio = out.add_stream("aac", rate=rate, layout="mono")
+        for i in range(round(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(index_frame(i, 160, 120), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        for begin in range(0, len(tone), chunk):
+            frame = av.AudioFrame.from_ndarray(tone[None, begin : begin + chunk], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = rate, begin
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+    return path
 
-    Without faststart the moov atom is at the end, so the result cannot be
-    opened at all; with it, the frames before the cut still decode.
+
+def write_truncated(path: str | Path, *, fraction: float = 0.3, faststart: bool = False, codec: str = "libx264") -> Path:
+    """Write a 4 s video (h264 unless `codec` says otherwise) and keep only its first `fraction` of bytes.
+
+    Without faststart an mp4's moov atom is at the end, so the result cannot be
+    opened at all; with it, the frames before the cut still decode. A Matroska
+    file keeps its header (with the declared duration) either way.
     """
     path = Path(path)
-    write_video(path, faststart=faststart)
+    write_video(path, faststart=faststart, codec=codec)
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * fraction)])
     return path

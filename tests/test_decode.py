@@ -15,9 +15,11 @@ from media import (
     write_bad_files,
     write_truncated,
     write_video,
+    write_with_audio,
 )
 
 from vidsearch.decode import VideoInfo, _decode, probe, sample_frames
+from vidsearch.decoding import DecodeJob, Finished, Started, Window, decode_job
 from vidsearch.errors import BadVideo
 
 TOLERANCE = 12  # gray levels; neighbouring frames differ by at least 37
@@ -156,6 +158,63 @@ def test_decoding_error_mid_stream_ends_the_frames_quietly(tmp_path):
     with av.open(str(path)) as container:
         frames = list(_decode(container, container.streams.video[0], path))
     assert 0 < len(frames) < 40
+
+
+def decoded(path, fps: float = 10) -> tuple[list[float], Finished]:
+    """Every sampled time of `path` and its Finished event, as the indexer gets them."""
+    events = list(decode_job(DecodeJob(0, path, fps=fps, size=32, window=8)))
+    assert isinstance(events[0], Started) and isinstance(events[-1], Finished)
+    return [t for e in events if isinstance(e, Window) for t in e.times], events[-1]
+
+
+@pytest.mark.parametrize("name, faststart, codec, cut", [
+    ("cut.mp4", True, "libx264", 0.7), ("cut.mp4", True, "libx264", 0.5), ("cut.mkv", False, "mpeg4", 0.6),
+    ("cut.webm", False, "libvpx-vp9", 0.6)])
+def test_a_cut_off_file_is_partial_and_says_where_it_stopped(tmp_path, name, faststart, codec, cut):
+    path = write_truncated(tmp_path / name, fraction=cut, faststart=faststart, codec=codec)
+    assert probe(path).duration == pytest.approx(4.0)  # the header still declares the whole video
+    times, finished = decoded(path)  # 10 fps of a 10 fps video: every frame that decodes
+    assert 0 < finished.frames == len(times) < 40
+    assert finished.covered == pytest.approx(times[-1] + 0.1, abs=1e-3) and finished.covered < 3.5
+    assert finished.error.startswith(f"decoding stopped at {finished.covered:.1f} s of 4.0 s")
+
+
+@pytest.mark.parametrize("name, codec", [("clip.mp4", "libx264"), ("clip.webm", "libvpx-vp9"), ("clip.mkv", "mpeg4")])
+@pytest.mark.parametrize("fps", [1, 7, 30])
+def test_complete_files_are_not_partial(tmp_path, name, codec, fps):
+    path = write_video(tmp_path / name, seconds=5, fps=fps, codec=codec)
+    times, finished = decoded(path, fps=fps)
+    assert finished == Finished(0, 5 * fps, None, finished.covered) and len(times) == 5 * fps
+    assert finished.covered == pytest.approx(5.0, abs=2e-3)
+
+
+def test_a_variable_rate_file_and_one_whose_audio_outlasts_the_video_are_complete(tmp_path):
+    vfr = write_video(tmp_path / "vfr.mkv", codec="mpeg4", vfr_times=[0.0, 0.04, 0.5, 1.3, 1.9, 4.6, 5.1, 5.3])
+    assert decoded(vfr, fps=1)[1].error is None
+    talk = write_with_audio(tmp_path / "talk.mkv", seconds=2, audio_seconds=4)
+    with av.open(str(talk)) as container:
+        assert container.duration / av.time_base == pytest.approx(4.0, abs=0.05)  # the container lasts as long as the audio
+    assert probe(talk).duration == pytest.approx(2.0)  # the video's own
+    times, finished = decoded(talk)
+    assert finished == Finished(0, 20, None, pytest.approx(2.0)) and times[-1] == pytest.approx(1.9)
+
+
+def test_timestamps_starting_at_an_hour_read_like_the_same_video_starting_at_zero(tmp_path):
+    shifted = {name: write_video(tmp_path / name, seconds=10, fps=10, codec=codec, start=3600)
+               for name, codec in (("late.mkv", "mpeg4"), ("late.mp4", "libx264"))}
+    plain = write_video(tmp_path / "plain.mp4", seconds=10, fps=10)
+    expected = [t for t, _ in sample_frames(plain, fps=1, size=32)]
+    for path in shifted.values():
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            assert float(stream.start_time * stream.time_base) == pytest.approx(3600)
+        assert probe(path).duration == pytest.approx(10.0, abs=0.01)
+        samples = list(sample_frames(path, fps=1, size=32))
+        assert [t for t, _ in samples] == pytest.approx(expected, abs=2e-3) and samples[0][0] == pytest.approx(0)
+        (t, frame), *_ = sample_frames(path, fps=1, size=32, start=5)
+        assert t == pytest.approx(5.0, abs=2e-3)
+        assert_index(frame, 50)
+        assert decoded(path)[1] == Finished(0, 100, None, pytest.approx(10.0, abs=2e-3))
 
 
 def bad_files(folder):

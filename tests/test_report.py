@@ -5,7 +5,8 @@ import re
 import stat
 
 import numpy as np
-from media import write_video
+import pytest
+from media import level, measured_level, write_video
 
 from vidsearch.decode import read_image
 from vidsearch.player import play, player_command
@@ -16,10 +17,21 @@ from vidsearch.thumbnails import jpeg, moment_frames, write_thumbnails
 
 def test_clock_and_table():
     assert [clock(s) for s in (0, 59.6, 61, 3600, 3725)] == ["0:00", "1:00", "1:01", "1:00:00", "1:02:05"]
-    lines = table([Moment(1, "/v/a.mp4", 12, 20, 0.3123, 2), Moment(2, "/v/b.mp4", 3600, 3604, 0.25, 1)]).splitlines()
+    assert [clock(s, tenths=True) for s in (0, 0.04, 3.26, 59.96, 3725.4)] == ["0:00.0", "0:00.0", "0:03.3", "1:00.0",
+                                                                              "1:02:05.4"]
+    moments = [Moment(1, "/v/a.mp4", 12, 20, 0.3123, 2), Moment(2, "/v/b.mp4", 3600, 3604, 0.25, 1),
+               Moment(3, "/v/one frame.mp4", 0.0, 0.04, 0.2, 1), Moment(4, "/v/c.mp4", 0.0, 0.4, 0.1, 1),
+               Moment(5, "/v/d.mp4", 30.0, 30.4, 0.05, 1), Moment(6, "/v/e.mp4", 5.0, 9.96, 0.01, 1)]
+    lines = table(moments).splitlines()
     assert lines[0].split() == ["#", "score", "start-end", "file"]
     assert lines[1].split() == ["1", "0.312", "0:12-0:20", "/v/a.mp4"]
     assert lines[2].split() == ["2", "0.250", "1:00:00-1:00:04", "/v/b.mp4"]
+    # Under 10 s, or less than a second long: tenths, rounded outward so that no moment looks empty.
+    assert lines[3].split() == ["3", "0.200", "0:00.0-0:00.1", "/v/one", "frame.mp4"]
+    assert lines[4].split() == ["4", "0.100", "0:00.0-0:00.4", "/v/c.mp4"]
+    assert lines[5].split() == ["5", "0.050", "0:30.0-0:30.4", "/v/d.mp4"]
+    assert lines[6].split() == ["6", "0.010", "0:05.0-0:10.0", "/v/e.mp4"]
+    assert len({line.index("file" if i == 0 else "/v/") for i, line in enumerate(lines)}) == 1  # the file column lines up
     assert table([]) == "no matches"
 
 
@@ -49,12 +61,28 @@ def test_moment_frames_spread_over_the_moment(tmp_path):
     assert [round(t) for t, _ in frames] == [6, 8, 10, 12] and frames[0][1].shape == (32, 32, 3)
 
 
+def thumbnail_level(path: str) -> float:
+    return measured_level(read_image(path, size=48))
+
+
 def test_thumbnails_are_written_per_moment_and_a_missing_file_is_reported(tmp_path):
     video = write_video(tmp_path / "v.mp4", seconds=10, fps=10)
     moments = [Moment(1, str(video), 2.0, 6.0, 0.5, 1), Moment(2, str(tmp_path / "gone.mp4"), 0.0, 4.0, 0.4, 1)]
     written, problems = write_thumbnails(moments, tmp_path / "thumbs", size=48)
     assert list(written) == ["1-2000-6000"] and read_image(written["1-2000-6000"], size=48).shape == (48, 48, 3)
+    assert thumbnail_level(written["1-2000-6000"]) == pytest.approx(level(40), abs=12)  # the frame at 4.0 s
     assert len(problems) == 1 and "gone.mp4: file not found" in problems[0]
+
+
+@pytest.mark.parametrize("seconds, start, end, frame", [
+    (0.1, 0.0, 0.1, 0), (0.1, 0.0, 1.0, 0),  # one frame; a moment as long as the frame, or as a 1 s segment
+    (0.5, 0.0, 0.5, 2), (0.5, 0.0, 1.0, 4), (0.5, 0.3, 0.4, 3)])  # half a second: the frame on screen at the middle
+def test_every_moment_of_a_tiny_video_gets_a_thumbnail(tmp_path, seconds, start, end, frame):
+    video = write_video(tmp_path / "tiny.mp4", seconds=seconds, fps=10)
+    moment = Moment(1, str(video), start, end, 0.5, 1)
+    written, problems = write_thumbnails([moment], tmp_path / "thumbs", size=48)
+    assert problems == [] and as_json("q", [moment], written)["hits"][0]["thumbnail"] == written[moment.moment_id]
+    assert thumbnail_level(written[moment.moment_id]) == pytest.approx(level(frame), abs=12)
 
 
 def test_html_report_has_a_card_per_moment_with_decodable_thumbnails_and_a_timed_video(tmp_path):
@@ -70,6 +98,23 @@ def test_html_report_has_a_card_per_moment_with_decodable_thumbnails_and_a_timed
         (tmp_path / f"{i}.jpg").write_bytes(base64.b64decode(data))
         assert read_image(tmp_path / f"{i}.jpg", size=40).shape == (40, 40, 3)
     assert "no preview: file not found" in page
+
+
+def captions(page: str) -> list[list[str]]:
+    """Each card's strip labels."""
+    return [re.findall(r"<figcaption>([^<]*)</figcaption>", card) for card in page.split('<article class="card"')[1:]]
+
+
+def test_strip_labels_show_tenths_when_seconds_would_repeat(tmp_path):
+    video = write_video(tmp_path / "v.mp4", seconds=40, fps=10, size=(64, 48))
+    one_frame = write_video(tmp_path / "one.mp4", seconds=0.1, fps=10, size=(64, 48))
+    moments = [Moment(1, str(video), 0.0, 1.0, 0.5, 1), Moment(1, str(video), 30.0, 32.0, 0.4, 1),
+               Moment(1, str(video), 20.0, 28.0, 0.3, 1), Moment(2, str(one_frame), 0.0, 1.0, 0.2, 1)]
+    page = html_report("q", moments, index="/idx", model="tiny", strip=4, size=32)
+    assert captions(page) == [["0:00.0", "0:00.3", "0:00.5", "0:00.8"], ["0:30.0", "0:30.5", "0:31.0", "0:31.5"],
+                              ["0:20", "0:22", "0:24", "0:26"], ["0:00.0"]]
+    assert re.findall(r'<span class="when">([^<]*)</span>', page) == ["0:00.0–0:01.0", "0:30–0:32", "0:20–0:28",
+                                                                      "0:00.0–0:01.0"]
 
 
 def test_player_is_mpv_then_ffplay_else_the_command_is_returned(tmp_path, monkeypatch):

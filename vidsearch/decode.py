@@ -35,6 +35,43 @@ class VideoInfo:
     codec: str
 
 
+@dataclass
+class Coverage:
+    """How much of the video stream `sample_frames` read: filled in as it runs, complete once it has run out.
+
+    `declared` is the video stream's own duration (seconds from its first frame), None when the file does not
+    say; `decoded` is where the frames read so far end (seconds from the same origin); `error` is FFmpeg's
+    reason when decoding stopped on an error.
+    """
+
+    declared: float | None = None
+    decoded: float = 0.0
+    error: str | None = None
+    frame_seconds: float = 0.04  # one frame interval, for the tolerance
+
+    def read(self, pts: int | None, duration: int | None, origin: int, time_base) -> None:
+        """Note a frame (or a packet not worth decoding) at `pts` lasting `duration`, in `time_base` units."""
+        if pts is None:  # a raw stream: frames follow each other
+            self.decoded += self.frame_seconds
+            return
+        length = float(duration * time_base) if duration else self.frame_seconds
+        self.decoded = max(self.decoded, float((pts - origin) * time_base) + length)
+
+    def shortfall(self) -> str | None:
+        """Why decoding ended before the video did ("decoding stopped at 2.0 s of 4.0 s"), None when it read it all.
+
+        Ending within a second (or two frame intervals) of the declared duration counts as all: a complete file's
+        last frame ends at its duration give or take timestamp rounding. Without a declared duration only an
+        FFmpeg error tells."""
+        tolerance = max(1.0, 2 * self.frame_seconds)
+        if self.declared is not None and self.decoded >= self.declared - tolerance:
+            return None
+        if self.declared is None and self.error is None:
+            return None
+        of = f" of {self.declared:.1f} s" if self.declared is not None else ""
+        return f"decoding stopped at {self.decoded:.1f} s{of}" + (f" ({self.error})" if self.error else "")
+
+
 @contextlib.contextmanager
 def _ffmpeg_errors() -> Iterator[list]:
     """Collect FFmpeg's error messages for the duration (single-threaded work only)."""
@@ -76,21 +113,27 @@ def _open(path: str | Path, *, still: bool = False) -> tuple[av.container.InputC
     return container, videos[0]
 
 
-def _decode(container, stream, path, skip: Callable[[int], bool] | None = None) -> Iterator:
-    """Decode `stream`; an error after the first frame ends it quietly (a truncated file).
+def _decode(container, stream, path, skip: Callable[[int], bool] | None = None, coverage: Coverage | None = None) -> Iterator:
+    """Decode `stream`; an error after the first frame ends it (a truncated file), noted in `coverage` if given.
 
-    Non-reference frames whose packet pts satisfies `skip` are not decoded at all.
+    Non-reference frames whose packet pts satisfies `skip` are not decoded at all (but count as read).
     """
     decoded = False
+    origin = stream.start_time or 0
     try:
         for packet in container.demux(stream):
             early = skip is not None and packet.pts is not None and skip(packet.pts)
             stream.codec_context.skip_frame = "NONREF" if early else "DEFAULT"
             for frame in packet.decode():
                 decoded = True
+                if coverage is not None:
+                    coverage.read(frame.pts, frame.duration, origin, stream.time_base)
                 yield frame
-    except (av.FFmpegError, OSError):
-        pass
+            if early and coverage is not None:
+                coverage.read(packet.pts, packet.duration, origin, stream.time_base)
+    except (av.FFmpegError, OSError) as e:
+        if coverage is not None:
+            coverage.error = e.strerror or str(e)
     if not decoded:
         raise BadVideo(path, "truncated: no decodable frames")
 
@@ -107,11 +150,10 @@ def probe(path: str | Path) -> VideoInfo:
         first = next(_decode(container, stream, path))
         turns = _quarter_turns(first)
         width, height = (first.height, first.width) if turns % 2 else (first.width, first.height)
-        if stream.duration:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration:
-            duration = container.duration / av.time_base
-        else:
+        duration = _declared_duration(container, stream)
+        if duration is None and container.duration:
+            duration = _since_start(container, stream, container.duration / av.time_base)
+        if duration is None:
             duration = _demuxed_duration(path)
         return VideoInfo(
             duration=duration,
@@ -121,6 +163,37 @@ def probe(path: str | Path) -> VideoInfo:
             rotation=turns * 90,
             codec=stream.codec_context.codec.canonical_name,
         )
+
+
+def _since_start(container, stream, declared: float) -> float:
+    """A declared duration as seconds from the video stream's first frame.
+
+    Matroska declares the time its segment ends (its clock starts at 0, whatever the first timestamp), so a file
+    whose timestamps start at 1 h declares 3610 s for 10 s of video; other formats declare spans.
+    """
+    start = float((stream.start_time or 0) * stream.time_base)
+    if "matroska" in container.format.name and 0 < start < declared:
+        return declared - start
+    return declared
+
+
+def _declared_duration(container, stream) -> float | None:
+    """The video stream's own duration in seconds from its first frame, when the file declares one.
+
+    Only the video's: the stream's, Matroska's per-track DURATION tag, or the container's when the video is its
+    only stream (otherwise that may be audio outlasting the picture)."""
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    tag = next((value for key, value in stream.metadata.items() if key.upper().startswith("DURATION")), None)
+    if tag and "matroska" in container.format.name:
+        try:
+            hours, minutes, seconds = tag.strip().split(":")
+            return _since_start(container, stream, int(hours) * 3600 + int(minutes) * 60 + float(seconds))
+        except ValueError:
+            pass
+    if container.duration and len(container.streams) == 1:
+        return _since_start(container, stream, container.duration / av.time_base)
+    return None
 
 
 def _demuxed_duration(path: str | Path) -> float:
@@ -159,6 +232,32 @@ def read_image(path: str | Path, *, size: int = 224) -> np.ndarray:
         return _square(frame, size, float(stream.sample_aspect_ratio or 1))
 
 
+def frame_at(path: str | Path, seconds: float, *, size: int = 224) -> tuple[float, np.ndarray] | None:
+    """(time, size x size RGB) of the frame on screen at `seconds`: the last one starting at or before it, decoded from
+    the keyframe before. None when the video's frames start later. Raises BadVideo for a file that cannot be decoded."""
+    container, stream = _open(path)
+    with container:
+        stream.thread_type = "AUTO"
+        origin, time_base = stream.start_time or 0, stream.time_base
+        if seconds > 0:
+            try:
+                container.seek(origin + int(seconds / time_base), stream=stream)
+            except (av.FFmpegError, OSError) as e:
+                raise BadVideo(path, f"cannot seek: {e.strerror}") from None
+        shown = None
+        for frame in _decode(container, stream, path):
+            if frame.pts is None:  # a stream without timestamps: where the seek landed is all there is
+                shown = shown or (0.0, frame)
+                break
+            t = float((frame.pts - origin) * time_base)
+            if t > seconds + _EPS:
+                break
+            shown = (t, frame)
+        if shown is None:
+            return None
+        return shown[0], _square(shown[1], size, float(stream.sample_aspect_ratio or 1))
+
+
 def sample_frames(
     path: str | Path,
     *,
@@ -167,6 +266,7 @@ def sample_frames(
     start: float = 0.0,
     end: float | None = None,
     deblock: bool = True,
+    coverage: Coverage | None = None,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield (seconds, size x size x 3 uint8 RGB frame) for targets start + k/fps before `end`.
 
@@ -177,6 +277,9 @@ def sample_frames(
     `deblock=False` skips the in-loop deblocking filter of H.264/HEVC (ffmpeg's -skip_loop_filter all): about a
     fifth faster, but the frames drift from the exact ones (bench/RESULTS.md: 37-54 dB PSNR at model size, 23 dB
     on heavily compressed video).
+
+    `coverage`, if given, is filled in with how much of the video stream was read (see Coverage.shortfall);
+    it tells about the whole file only when `end` is None and every frame has been taken.
     """
     if fps <= 0 or size <= 0:
         raise ValueError("fps and size must be positive")
@@ -188,6 +291,9 @@ def sample_frames(
         origin, time_base = stream.start_time or 0, stream.time_base
         step = 1 / float(stream.guessed_rate or 25)  # only for streams without timestamps
         sar = float(stream.sample_aspect_ratio or 1)
+        if coverage is not None:
+            coverage.declared = _declared_duration(container, stream)
+            coverage.frame_seconds = 1 / float(stream.average_rate or stream.guessed_rate or 25)
         if start > 0:
             try:
                 container.seek(origin + int(start / time_base), stream=stream)
@@ -199,7 +305,7 @@ def sample_frames(
             return float((pts - origin) * time_base) < target - _EPS
 
         target, t = start, -step
-        for frame in _decode(container, stream, path, before_target):
+        for frame in _decode(container, stream, path, before_target, coverage):
             t = t + step if frame.pts is None else float((frame.pts - origin) * time_base)
             if end is not None and t >= end:
                 break

@@ -1,20 +1,26 @@
-"""Decode many files into fixed-size frame windows in worker processes, through a bounded queue."""
+"""Decode many files into fixed-size frame windows in worker processes, each on its own pipe, a bounded number ahead."""
 
 from __future__ import annotations
 
 import ctypes
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
 import sys
+import threading
+import traceback
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 from pathlib import Path
 
 import numpy as np
 
 from .errors import BadVideo
+from .faults import crash_point
 from .prefetch import prefetch
 from .windows import chunked
 
@@ -47,86 +53,256 @@ class Started:
 
 @dataclass(frozen=True)
 class Finished:
+    """The last event of a file: how many frames its windows held, and whether the whole video was read.
+
+    - error is None: the file decoded to its end.
+    - error set, frames > 0: PARTIAL. Decoding stopped early (an FFmpeg error, the data ending before the video
+      stream's declared duration, or the decoder crashing) and the windows sent so far are good; `covered` is how
+      far they reach, in seconds from the video's start. error says where it stopped, e.g. "decoding stopped at
+      2.0 s of 4.0 s" or "decoder crashed: signal 11 (SIGSEGV)".
+    - error set, frames == 0: FAILED, nothing usable; error is the reason.
+    `covered` is None when no frame was decoded.
+    """
+
     key: int
     frames: int
-    error: str | None = None  # the reason when the file could not be decoded
+    error: str | None = None
+    covered: float | None = None  # seconds of video decoded, from the stream's start
 
 
 Event = Started | Window | Finished
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # the parent's to handle
+_DONE = object()  # the pool thread's last item: every file has finished
 
 
 def decode_job(job: DecodeJob) -> Iterator[Event]:
-    """Started, then the file's windows in order, then Finished (with the reason if it failed)."""
-    from .decode import probe, sample_frames
+    """Started, then the file's windows in order, then Finished (with the reason if it failed or stopped early)."""
+    from .decode import Coverage, probe, sample_frames
 
     count = 0
+    coverage = Coverage()
     try:
         info = probe(job.path)
         yield Started(job.key, info.duration, info.fps)
-        for chunk in chunked(sample_frames(job.path, fps=job.fps, size=job.size, deblock=job.deblock), job.window):
+        frames = sample_frames(job.path, fps=job.fps, size=job.size, deblock=job.deblock, coverage=coverage)
+        for chunk in chunked(frames, job.window):
             count += len(chunk)
             yield Window(job.key, [t for t, _ in chunk], np.stack([f for _, f in chunk]))
     except BadVideo as exc:
-        yield Finished(job.key, count, exc.reason)
+        yield Finished(job.key, count, exc.reason, coverage.decoded if count else None)
         return
     except OSError as exc:
-        yield Finished(job.key, count, f"cannot read: {exc.strerror or exc}")
+        yield Finished(job.key, count, f"cannot read: {exc.strerror or exc}", coverage.decoded if count else None)
         return
-    yield Finished(job.key, count, None if count else "no decodable frames")
+    if not count:
+        yield Finished(job.key, 0, "no decodable frames")
+        return
+    yield Finished(job.key, count, coverage.shortfall(), coverage.decoded)
 
 
 def decode_all(jobs: list[DecodeJob], *, workers: int, depth: int) -> Iterator[Event]:
     """Events of all jobs. Each file's events arrive in order; files interleave when workers > 1.
 
     workers = 0 decodes in a background thread of this process; otherwise in `workers` processes. At most
-    `depth` windows wait in the queue, so memory stays bounded whatever the video length.
+    `depth` events wait here (and one more per worker, being sent), so memory stays bounded whatever the
+    video length. A worker that dies (a decoder crash, the OOM killer) costs only the file it held: that file
+    gets Finished(error="decoder crashed: ...") and a new worker takes the remaining files.
     """
     if workers == 0:
         yield from prefetch((event for job in jobs for event in decode_job(job)), depth=depth)
         return
-    # fork, as PyTorch's DataLoader does on Linux: workers start at once and only touch PyAV and numpy.
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    todo, events = context.Queue(), context.Queue(maxsize=depth)
-    for job in jobs:
-        todo.put(job)
-    parent = os.getpid()
-    processes = [context.Process(target=_work, args=(todo, events, parent), daemon=True) for _ in range(workers)]
-    for _ in processes:
-        todo.put(None)
-    for process in processes:
-        process.start()
+    pool = _Pool(jobs, workers=workers, depth=depth)
     try:
-        finished = 0
-        while finished < len(jobs):
-            try:
-                event = events.get(timeout=1.0)
-            except queue.Empty:
-                if not any(p.is_alive() for p in processes):
-                    raise RuntimeError("every decode worker exited early") from None
-                continue
-            finished += isinstance(event, Finished)
-            yield event
+        yield from pool.events()
     finally:
-        for process in processes:
-            process.kill()
-            process.join()
+        pool.close()
 
 
-def _work(todo, events, parent: int) -> None:
-    """A decode worker: take jobs until the None sentinel, put their events; quit if the parent is gone
-    (a killed `index` must not leave workers behind)."""
-    if sys.platform == "linux":  # the kernel kills this worker when its parent dies, whatever it is doing
+@dataclass
+class _Slot:
+    """One worker process, its end of the pipe, and the job it holds (None once it has been let go)."""
+
+    process: multiprocessing.process.BaseProcess
+    conn: multiprocessing.connection.Connection
+    job: DecodeJob | None = None
+    frames: int = 0  # of `job`, in the windows received
+    reached: float | None = None  # where those windows end, seconds
+    duration: float | None = None
+
+
+@dataclass(frozen=True)
+class _Raised:
+    """A Python exception in a worker (a bug, not a bad file): re-raised here, as the thread path does."""
+
+    error: BaseException
+
+
+class _Pool:
+    """Worker processes with a pipe each, so a worker that dies mid-message spoils only its own pipe (a shared
+    multiprocessing.Queue can be left locked by a dead writer). A thread here hands out jobs one at a time, reads
+    events into a queue while at most `depth` are waiting, notices dead workers and replaces them."""
+
+    def __init__(self, jobs: list[DecodeJob], *, workers: int, depth: int):
+        # fork, as PyTorch's DataLoader does on Linux: workers start at once and only touch PyAV and numpy.
+        self.context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        self.todo = deque(jobs)
+        self.ready: queue.Queue = queue.Queue()  # events, then _DONE or an exception
+        self.room = threading.Semaphore(depth)  # taken per event read from a worker, given back when it is yielded
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()  # starting a worker vs close() killing them all
+        self.slots: list[_Slot] = []
+        self.thread = threading.Thread(target=self._run, args=(min(workers, len(jobs)),), name="decode-pool", daemon=True)
+        self.thread.start()
+
+    def events(self) -> Iterator[Event]:
+        while True:
+            item = self.ready.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            self.room.release()
+            yield item
+
+    def close(self) -> None:
+        """Stop the thread and kill every worker, whatever it is doing."""
+        self.stopping.set()
+        with self.lock:
+            for slot in self.slots:
+                slot.process.kill()
+        self.room.release(len(self.slots) + 1)  # a thread waiting for room wakes, sees `stopping` and returns
+        self.thread.join()
+        for slot in self.slots:
+            slot.process.join()
+            slot.conn.close()
+
+    def _run(self, workers: int) -> None:
+        try:
+            if hasattr(signal, "pthread_sigmask"):
+                # Workers forked from this thread start with SIGINT/SIGTERM blocked until they ignore them, so a
+                # Ctrl-C right then cannot kill one. This thread never handles signals anyway (Python does that
+                # on the main thread).
+                signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            for _ in range(workers):
+                self._hand_out(self._hire())
+            while not self.stopping.is_set() and (busy := [s for s in self.slots if s.job is not None]):
+                ready = wait([s.conn for s in busy] + [s.process.sentinel for s in busy])
+                for slot in busy:
+                    if self.stopping.is_set():
+                        return
+                    if slot.conn in ready:
+                        self._receive(slot)
+                    elif slot.process.sentinel in ready and not slot.conn.poll():  # dead, and nothing left to read
+                        self._bury(slot)
+            self.ready.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self.ready.put(exc)
+
+    def _hire(self) -> _Slot | None:
+        """Start a worker on a new pipe (None when the pool is stopping)."""
+        with self.lock:
+            if self.stopping.is_set():
+                return None
+            ours, theirs = self.context.Pipe()
+            process = self.context.Process(target=_work, args=(theirs, os.getpid()), name="vidsearch-decode", daemon=True)
+            process.start()
+            theirs.close()  # the worker's copy is its only one, so its death reads as end-of-file here
+            slot = _Slot(process, ours)
+            self.slots.append(slot)
+            return slot
+
+    def _hand_out(self, slot: _Slot | None) -> None:
+        """Give the worker the next job, or let it go when there is none."""
+        if slot is None:
+            return
+        slot.job = self.todo.popleft() if self.todo else None
+        slot.frames, slot.reached, slot.duration = 0, None, None
+        try:
+            slot.conn.send(slot.job)
+        except OSError:
+            pass  # the worker is dead: the loop notices and the job counts as crashed
+
+    def _receive(self, slot: _Slot) -> None:
+        """Read one event from the worker (waiting for room for it first) and pass it on."""
+        self.room.acquire()
+        if self.stopping.is_set():
+            return
+        try:
+            event = slot.conn.recv()
+        except (EOFError, OSError):  # it died, perhaps half-way through a message
+            self.room.release()
+            self._bury(slot)
+            return
+        if isinstance(event, _Raised):
+            raise event.error
+        if isinstance(event, Started):
+            slot.duration = event.duration
+        elif isinstance(event, Window):
+            slot.frames += len(event.times)
+            slot.reached = event.times[-1] + 1 / slot.job.fps
+        self.ready.put(event)
+        if isinstance(event, Finished):
+            self._hand_out(slot)
+
+    def _bury(self, slot: _Slot) -> None:
+        """The worker died holding a job: that file ends with the reason, and a new worker takes its place."""
+        slot.process.join(5)
+        if slot.process.exitcode is None:  # closed its pipe but lives on: cannot be trusted with more
+            slot.process.kill()
+            slot.process.join()
+        job, slot.job = slot.job, None
+        slot.conn.close()
+        self.room.acquire()
+        if self.stopping.is_set():
+            return
+        covered = None if slot.reached is None else min(slot.reached, slot.duration or slot.reached)
+        self.ready.put(Finished(job.key, slot.frames, _death(slot.process.exitcode), covered))
+        if self.todo:
+            self._hand_out(self._hire())
+
+
+
+def _death(exitcode: int) -> str:
+    """How a worker ended, for the file it held: "decoder crashed: signal 11 (SIGSEGV)"."""
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = "unknown"
+        return f"decoder crashed: signal {-exitcode} ({name})"
+    return f"decoder crashed: exit code {exitcode}"
+
+
+def _work(conn, parent: int) -> None:
+    """A decode worker: take jobs from the pipe until None, send their events back one by one.
+
+    Ctrl-C and SIGTERM are for the parent, which stops the workers itself; the kernel kills this worker when the
+    thread that started it ends (the parent's pool thread, or the whole parent), whatever it is doing."""
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    if sys.platform == "linux":
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before prctl took effect
             return
-    while (job := todo.get()) is not None:
-        for event in decode_job(job):
-            while True:
-                try:
-                    events.put(event, timeout=1.0)
-                    break
-                except queue.Full:
-                    if os.getppid() != parent:
-                        events.cancel_join_thread()  # nobody will read: do not wait to flush at exit
-                        return
+    try:
+        while (job := conn.recv()) is not None:
+            crash_point(f"decode-worker@{job.path.name}")
+            for event in _guarded(job):
+                conn.send(event)
+    except (EOFError, OSError):  # the parent has gone
+        return
+
+
+def _guarded(job: DecodeJob) -> Iterator[Event | _Raised]:
+    """decode_job's events, ending with _Raised if it raises (with the traceback as text if the error cannot be pickled)."""
+    try:
+        yield from decode_job(job)
+    except Exception as exc:
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:
+            exc = RuntimeError(f"decode worker failed on {job.path}:\n{traceback.format_exc()}")
+        yield _Raised(exc)

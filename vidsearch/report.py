@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -11,21 +12,40 @@ from .errors import BadVideo
 from .search import Moment
 
 
-def clock(seconds: float) -> str:
-    """Seconds as m:ss, or h:mm:ss past an hour."""
-    whole = int(round(seconds))
+def clock(seconds: float, *, tenths: bool = False, rounding=round) -> str:
+    """Seconds as m:ss, or h:mm:ss past an hour; with `tenths`, m:ss.t (h:mm:ss.t). `rounding` turns tenths (or
+    seconds) into a whole number: round, or math.floor / math.ceil to show a span outward."""
+    scale = 10 if tenths else 1
+    whole, tenth = divmod(int(rounding(seconds * scale)), scale)
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    text = f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    return f"{text}.{tenth}" if tenths else text
+
+
+def needs_tenths(end: float, gap: float) -> bool:
+    """Whether whole seconds are too coarse for times up to `end` that are `gap` apart: under 10 s (short videos,
+    where 0:00-0:00 says nothing), or less than a second apart (a strip of five frames from a 2 s moment)."""
+    return end < 10 or gap < 1
+
+
+def clock_span(start: float, end: float, dash: str = "-") -> str:
+    """A moment's span: 0:12-0:20, 1:02:05-1:02:30, and in tenths when needs_tenths says so, rounded outward so a
+    moment never looks empty: 0:00.0-0:00.1 for a one-frame clip of 0.04 s."""
+    if not needs_tenths(end, end - start):
+        return f"{clock(start)}{dash}{clock(end)}"
+    low, high = clock(start + 1e-6, tenths=True, rounding=math.floor), clock(end - 1e-6, tenths=True, rounding=math.ceil)
+    return f"{low}{dash}{high}"
 
 
 def table(moments: list[Moment]) -> str:
     """Rank, score, start-end and file, one moment per line, best first."""
     if not moments:
         return "no matches"
-    lines = [f"{'#':>3}  {'score':>6}  {'start-end':>13}  file"]
-    lines += [f"{rank:>3}  {m.score:6.3f}  {clock(m.start) + '-' + clock(m.end):>13}  {m.path}"
-              for rank, m in enumerate(moments, 1)]
+    spans = [clock_span(m.start, m.end) for m in moments]
+    width = max(13, *map(len, spans))
+    lines = [f"{'#':>3}  {'score':>6}  {'start-end':>{width}}  file"]
+    lines += [f"{rank:>3}  {m.score:6.3f}  {span:>{width}}  {m.path}" for rank, (m, span) in enumerate(zip(moments, spans), 1)]
     return "\n".join(lines)
 
 
@@ -75,19 +95,20 @@ def html_report(query: str, moments: list[Moment], *, index: str, model: str, st
 
 
 def _card(rank: int, moment: Moment, *, strip: int, size: int) -> str:
-    from .thumbnails import jpeg, moment_frames  # PyAV: only when a report is written
+    from .thumbnails import jpeg, strip_frames  # PyAV: only when a report is written
 
+    tenths = needs_tenths(moment.end, (moment.end - moment.start) / strip)
     try:
-        frames = moment_frames(moment.path, moment.start, moment.end, count=strip, size=size)
+        frames = strip_frames(moment.path, moment.start, moment.end, count=strip, size=size)
         figures = "".join(
-            f'<figure><img src="data:image/jpeg;base64,{base64.b64encode(jpeg(rgb)).decode()}" alt="frame at {clock(t)}">'
-            f"<figcaption>{clock(t)}</figcaption></figure>" for t, rgb in frames)
+            f'<figure><img src="data:image/jpeg;base64,{base64.b64encode(jpeg(rgb)).decode()}" alt="frame at '
+            f'{clock(t, tenths=tenths)}"><figcaption>{clock(t, tenths=tenths)}</figcaption></figure>' for t, rgb in frames)
     except BadVideo as e:
         figures = f'<p class="missing">no preview: {html.escape(e.reason)}</p>'
     url = Path(moment.path).as_uri() + f"#t={moment.start:.2f},{moment.end:.2f}"
     return f"""<article class="card" id="hit-{rank}" data-moment-id="{moment.moment_id}">
 <header><span class="rank">#{rank}</span><span class="score">{moment.score:.3f}</span>
-<span class="when">{clock(moment.start)}–{clock(moment.end)}</span>
+<span class="when">{clock_span(moment.start, moment.end, "–")}</span>
 <span class="file">{html.escape(Path(moment.path).name)}</span></header>
 <div class="body"><div class="strip">{figures}</div>
 <video controls preload="metadata" src="{html.escape(url)}"></video></div>

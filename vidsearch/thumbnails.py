@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .decode import sample_frames
+from .decode import frame_at, read_image, sample_frames
 from .errors import BadVideo
 
 
@@ -16,6 +16,35 @@ def moment_frames(path: str, start: float, end: float, *, count: int, size: int)
     """Up to `count` (seconds, size x size RGB) frames spread evenly over [start, end)."""
     span = max(end - start, 1e-3)
     return list(sample_frames(path, fps=count / span, size=size, start=start, end=end))[:count]
+
+
+def moment_still(path: str, start: float, end: float, *, size: int) -> tuple[float, np.ndarray]:
+    """(seconds, size x size RGB) standing for the moment: the frame on screen at its middle, else its first frame,
+    else the video's first frame, so a decodable file always gives one (a 1-frame or sub-second video too).
+    Raises BadVideo, with the reason, only when the file cannot be decoded at all."""
+    try:
+        found = frame_at(path, (start + end) / 2, size=size)
+        if found is not None:
+            return found
+    except BadVideo:
+        pass
+    try:
+        frames = moment_frames(path, start, end, count=1, size=size)
+        if frames:
+            return frames[0]
+    except BadVideo:
+        pass
+    return 0.0, read_image(path, size=size)
+
+
+def strip_frames(path: str, start: float, end: float, *, count: int, size: int) -> list[tuple[float, np.ndarray]]:
+    """A report strip: moment_frames, or moment_still alone when no frame starts inside the moment (a moment
+    shorter than a frame). Raises BadVideo, with the reason, only when the file cannot be decoded at all."""
+    try:
+        frames = moment_frames(path, start, end, count=count, size=size)
+    except BadVideo:
+        frames = []
+    return frames or [moment_still(path, start, end, size=size)]
 
 
 def jpeg(rgb: np.ndarray) -> bytes:
@@ -30,18 +59,16 @@ def jpeg(rgb: np.ndarray) -> bytes:
 
 
 def write_thumbnails(moments: list, folder: Path, *, size: int = 224) -> tuple[dict[str, str], list[str]]:
-    """One JPEG per moment, its middle frame, as folder/MOMENT_ID.jpg; returns ({moment_id: file}, problems)."""
+    """One JPEG per moment (moment_still) as folder/MOMENT_ID.jpg; returns ({moment_id: file}, problems)."""
     folder.mkdir(parents=True, exist_ok=True)
     written, problems = {}, []
     for moment in moments:
-        middle = (moment.start + moment.end) / 2
         try:
-            frames = moment_frames(moment.path, middle, moment.end, count=1, size=size)
+            _, rgb = moment_still(moment.path, moment.start, moment.end, size=size)
         except BadVideo as e:
             problems.append(str(e))
             continue
-        if frames:
-            target = folder / f"{moment.moment_id}.jpg"
-            target.write_bytes(jpeg(frames[0][1]))
-            written[moment.moment_id] = str(target.resolve())
+        target = folder / f"{moment.moment_id}.jpg"
+        target.write_bytes(jpeg(rgb))
+        written[moment.moment_id] = str(target.resolve())
     return written, problems
