@@ -4,33 +4,17 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 
 import av
 import numpy as np
 import pytest
 from cli_helpers import VIDSEARCH, run_cli, run_json
+from index_helpers import library, snapshot
 from media import write_bad_files, write_video
 
 from vidsearch.indexdir import IndexDir
 from vidsearch.registry import registry_dir
-
-
-def snapshot(home):
-    """Everything an index holds, comparable across runs: videos, and segments with their vectors."""
-    con = sqlite3.connect(home / "vidsearch.db")
-    videos = con.execute("SELECT path, status, error, hash, frames FROM videos ORDER BY path").fetchall()
-    segments = con.execute("SELECT v.path, s.level, s.start, s.end, s.vector FROM segments s JOIN videos v "
-                           "ON v.id = s.video_id ORDER BY v.path, s.level, s.start").fetchall()
-    con.close()
-    return videos, segments
-
-
-def library(folder, names=("a", "b", "c")):
-    for i, name in enumerate(names):
-        write_video(folder / f"{name}.mp4", seconds=6 + 2 * i, fps=5, size=(96, 64))
-    return folder
 
 
 def test_modify_delete_rename_add_redo_only_the_changed_work(tmp_path):
@@ -103,7 +87,7 @@ def test_a_second_writer_is_refused_and_readers_see_committed_state(tmp_path):
     holder.db.db.execute("DELETE FROM segments")
     try:
         refused = run_cli("index", str(videos), home=home, check=1)
-        assert "another `vidsearch index` is writing" in refused.stderr and len(refused.stderr.splitlines()) == 1
+        assert "another vidsearch command is writing" in refused.stderr and len(refused.stderr.splitlines()) == 1
         hits = run_json("query", "something", home=home)["hits"]  # WAL: the last committed state
         assert hits and hits[0]["path"] == str(videos / "a.mp4")
     finally:
@@ -122,7 +106,7 @@ def test_two_concurrent_index_runs_do_not_corrupt(tmp_path):
     assert sorted(code for code, _ in outcomes) in ([0, 0], [0, 1])
     for code, err in outcomes:
         if code == 1:
-            assert "another `vidsearch index` is writing" in err
+            assert "another vidsearch command is writing" in err
     assert run_json("status", home=home)["indexed"] == 3
     assert run_cli("verify", home=home).returncode == 0
 
@@ -165,8 +149,11 @@ def test_bad_input_corpus_one_line_each_good_files_index_failures_not_retried(tm
     lines = [line for line in first.stderr.splitlines() if line.startswith("failed: ")]
     assert len(lines) == len(expected_failures) and all(line.count(": ") >= 2 for line in lines)
     assert summary["indexed"] == 1 and summary["reused"] == 1  # the unicode-named copy reuses good.mp4's vectors
-    again = json.loads(run_cli("index", str(videos), "--json", home=home, check=1).stdout)
-    assert again["frames"] == 0 and again["failed"] == len(expected_failures)
+    again = run_cli("index", str(videos), "--json", home=home, check=1)  # the non-UTF-8 name fails on every run
+    summary = json.loads(again.stdout)
+    assert summary["frames"] == 0 and [f["path"] for f in summary["failures"]] == [str(videos / "latin1-caf\\xe9.mp4")]
+    assert {f["path"] for f in summary["earlier_failures"]} == expected_failures - {str(videos / "latin1-caf\\xe9.mp4")}
+    assert f"{len(expected_failures) - 1} file(s) failed in an earlier run" in again.stderr
 
 
 def test_failed_files_are_retried_only_when_changed_or_asked(tmp_path):
@@ -178,7 +165,7 @@ def test_failed_files_are_retried_only_when_changed_or_asked(tmp_path):
     run_cli("index", str(videos), "--model", "tiny", home=home, check=1)
     path.write_bytes(good)  # repaired in place: same size, same mtime
     os.utime(path, (1e9, 1e9))
-    assert run_json("index", str(videos), home=home, check=1)["failed"] == 1  # not retried
+    assert len(run_json("index", str(videos), home=home)["earlier_failures"]) == 1  # not retried
     assert run_json("index", str(videos), "--retry-failed", home=home)["indexed"] == 1
 
 

@@ -22,6 +22,11 @@ def unit(rng, n, dim=8):
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
+def held(store) -> list[int]:
+    """The ids a store holds, sorted."""
+    return sorted(store.ids().tolist())
+
+
 def segments(rng, n):
     vectors = unit(rng, n + 1)
     return [Segment("segment", 4.0 * i, 4.0 * i + 4, vectors[i]) for i in range(n)] + \
@@ -33,10 +38,10 @@ def test_saving_a_video_replaces_it_whole(tmp_path):
     db = Database(tmp_path / "db.sqlite")
     first = db.save_video(path="/a.mp4", size=1, mtime=1.0, hash="h", duration=12.0, fps=30.0, frames=12,
                           segments=segments(rng, 3))
-    assert len(first) == 3 and db.segment_checksum() == (3, sum(first))
+    assert len(first) == 3 and db.segment_count() == 3
     second = db.save_video(path="/a.mp4", size=2, mtime=2.0, hash="h2", duration=8.0, fps=30.0, frames=8,
                            segments=segments(rng, 2))
-    assert db.segment_checksum() == (2, sum(second))
+    assert db.segment_count() == 2
     assert db.video("/a.mp4")["size"] == 2 and db.stats()["windows"] == 1
     ids, vectors = db.segment_vectors(8)
     assert ids.tolist() == second and vectors.shape == (2, 8)
@@ -47,7 +52,7 @@ def test_a_failure_replaces_the_videos_segments(tmp_path):
     db.save_video(path="/a.mp4", size=1, mtime=1.0, hash="h", duration=4.0, fps=1.0, frames=4,
                   segments=segments(np.random.default_rng(1), 1))
     db.save_failure(path="/a.mp4", size=3, mtime=3.0, error="truncated")
-    assert db.segment_checksum() == (0, 0)
+    assert db.segment_count() == 0
     assert db.failures() == [{"path": "/a.mp4", "error": "truncated"}]
 
 
@@ -59,14 +64,40 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path):
 
     with pytest.raises(RuntimeError, match="disk full"):
         db.save_video(path="/a.mp4", size=1, mtime=1.0, hash="h", duration=8.0, fps=1.0, frames=8, segments=bad())
-    assert db.video("/a.mp4") is None and db.segment_checksum() == (0, 0)
+    assert db.video("/a.mp4") is None and db.segment_count() == 0 and db.generation() == 0
 
 
-def test_the_checksum_query_reads_an_index_not_the_vectors(tmp_path):
+def test_the_generation_moves_with_every_change_to_segment_rows_and_only_then(tmp_path):
+    rng = np.random.default_rng(3)
+    db = Database(tmp_path / "db.sqlite")
+    seen = [db.generation()]
+
+    def changed(action):
+        action()
+        seen.append(db.generation())
+        return seen[-1] != seen[-2]
+
+    assert changed(lambda: db.save_video(path="/a.mp4", size=1, mtime=1.0, hash="h", duration=8.0, fps=1.0, frames=8,
+                                         segments=segments(rng, 2)))
+    assert changed(lambda: db.save_video(path="/b.mp4", size=1, mtime=1.0, hash="hb", duration=8.0, fps=1.0, frames=8,
+                                         segments=segments(rng, 2)))
+    # the issue's case: b's ids are the highest, so replacing b reuses them; the generation still moves
+    assert changed(lambda: db.save_video(path="/b.mp4", size=2, mtime=2.0, hash="hc", duration=8.0, fps=1.0, frames=8,
+                                         segments=segments(rng, 2)))
+    assert not changed(lambda: db.touch_video("/a.mp4", size=3, mtime=3.0))
+    assert not changed(lambda: db.set_setting("faiss", {"generation": 1}))
+    assert changed(lambda: db.db.execute("UPDATE segments SET vector = vector WHERE level = 'segment'"))
+    assert changed(lambda: db.save_failure(path="/a.mp4", size=4, mtime=4.0, error="gone bad"))
+    assert changed(lambda: db.remove_videos(["/b.mp4"]))
+    assert db.segment_count() == 0
+
+
+def test_counting_segments_reads_an_index_not_the_vectors(tmp_path):
     db = Database(tmp_path / "x.db")
-    plan = " ".join(str(row) for row in db.db.execute(
-        "EXPLAIN QUERY PLAN SELECT count(*), coalesce(sum(id), 0) FROM segments WHERE level = 'segment'").fetchall())
-    assert "COVERING INDEX" in plan, plan
+    for sql in ("SELECT count(*) FROM segments WHERE level = 'segment'",
+                "SELECT video_id, count(*) FROM segments WHERE level = 'segment' GROUP BY video_id"):
+        plan = " ".join(str(row) for row in db.db.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall())
+        assert "COVERING INDEX" in plan, plan
 
 
 def test_settings_round_trip(tmp_path):
@@ -77,7 +108,7 @@ def test_settings_round_trip(tmp_path):
 
 def test_not_a_database_is_a_clear_error(tmp_path):
     (tmp_path / "db.sqlite").write_text("hello, not sqlite" * 100)
-    with pytest.raises(IndexProblem, match="not a vidsearch index"):
+    with pytest.raises(IndexProblem, match="damaged or unreadable .*move the database aside"):
         Database(tmp_path / "db.sqlite")
 
 
@@ -90,10 +121,11 @@ def test_exact_search_finds_the_nearest_and_saves_atomically(tmp_path):
     store.remove(np.array([107]))
     assert store.search(vectors[[7]], 1)[1][0, 0] != 107
     store.save(tmp_path / "v.faiss")
-    assert VectorStore.load(tmp_path / "v.faiss").checksum() == store.checksum() == (49, sum(range(100, 150)) - 107)
+    expected = sorted(set(range(100, 150)) - {107})
+    assert sorted(VectorStore.load(tmp_path / "v.faiss").ids()) == sorted(store.ids()) == expected
     assert [p.name for p in tmp_path.iterdir()] == ["v.faiss"]  # no temporary file left
     mapped = VectorStore.load(tmp_path / "v.faiss", mapped=True)  # as queries read it
-    assert mapped.checksum() == store.checksum()
+    assert sorted(mapped.ids()) == expected
     for a, b in zip(mapped.search(vectors[:5], 4), store.search(vectors[:5], 4)):
         np.testing.assert_array_equal(a, b)
 
@@ -106,7 +138,7 @@ def test_faiss_is_rebuilt_when_it_disagrees_with_sqlite(tmp_path):
                               segments=segments(rng, 2))
     VectorStore.empty(8).save(tmp_path / VECTORS_FILE)  # stale: holds nothing
     store = IndexDir(tmp_path).vectors()
-    assert store.checksum() == (2, sum(ids))
+    assert held(store) == sorted(ids)
 
 
 def test_a_missing_index_is_a_clear_error(tmp_path):
@@ -135,7 +167,7 @@ def test_past_the_threshold_an_ivf_index_is_trained_and_tuned_for_recall(tmp_pat
     store.remove(ids[:100])
     store.save(tmp_path / "ivf.faiss")
     loaded = VectorStore.load(tmp_path / "ivf.faiss")
-    assert loaded.checksum() == (5900, int(ids[100:].sum())) and loaded.nprobe == store.nprobe
+    assert held(loaded) == sorted(ids[100:].tolist()) and loaded.nprobe == store.nprobe
     mapped = VectorStore.load(tmp_path / "ivf.faiss", mapped=True)
     np.testing.assert_array_equal(mapped.search(queries, 10)[1], loaded.search(queries, 10)[1])
     np.testing.assert_allclose(loaded.reconstruct(ids[[100, 5000]]), vectors[[100, 5000]], atol=1e-6)
@@ -171,9 +203,9 @@ def test_a_full_disk_raises_and_keeps_the_old_file(small_disk):
         big.save(path)
     assert raised.value.errno == errno.ENOSPC
     assert path.read_bytes() == before and [p.name for p in small_disk.iterdir()] == ["v.faiss"]  # no temp file left
-    assert VectorStore.load(path).checksum() == old.checksum()
+    assert held(VectorStore.load(path)) == held(old)
     smaller = VectorStore.build(np.arange(10_000), unit(rng, 10_000, 16), 16)  # fits once the temp file is gone
-    assert smaller.save(path)["count"] == 10_000 and VectorStore.load(path).checksum() == smaller.checksum()
+    assert smaller.save(path)["count"] == 10_000 and held(VectorStore.load(path)) == held(smaller)
 
 
 def test_a_disk_that_fills_up_at_the_last_write_raises_too(small_disk):
@@ -260,7 +292,7 @@ def test_every_layout_we_write_loads(tmp_path, mapped):
     for name, store in {"empty": VectorStore.empty(8), **built, "sparse ivf": sparse}.items():
         stamp = store.save(tmp_path / "v.faiss")
         loaded = VectorStore.load(tmp_path / "v.faiss", mapped=mapped)
-        assert (loaded.checksum(), loaded.kind) == (store.checksum(), store.kind) and stamp["count"] == store.count, name
+        assert (held(loaded), loaded.kind) == (held(store), store.kind) and stamp["count"] == store.count, name
     assert b"ilar" + struct.pack("<QQ", 64, 4 * 16) + b"sprs" in (tmp_path / "v.faiss").read_bytes()  # lists stored sparse
 
 
@@ -300,7 +332,7 @@ def test_a_gpu_copy_sends_what_the_gpu_cannot_do_to_the_cpu(monkeypatch, kind):
     store = stores(rng)[kind]
     gpu = store.on_gpu()
     assert isinstance(gpu.index, FakeGpuIndex) and gpu.cpu is store and gpu.on_gpu() is gpu
-    assert (gpu.kind, gpu.count, gpu.dim, gpu.checksum()) == (store.kind, store.count, store.dim, store.checksum())
+    assert (gpu.kind, gpu.count, gpu.dim, held(gpu)) == (store.kind, store.count, store.dim, held(store))
     queries = unit(rng, 4, 16)
 
     for a, b in zip(gpu.search(queries, 10), store.search(queries, 10)):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vidsearch.errors import UsageError
-from vidsearch.search import Hit, best_per_video, merge_moments, path_matches
+from vidsearch.search import Hit, best_per_video, merge_moments, select_paths
 from vidsearch.store import VectorStore
 from vidsearch.terms import Term, parse_query
 
@@ -39,11 +39,26 @@ def test_malformed_queries_are_usage_errors(bad, said):
 def test_path_globs_match_the_path_the_path_from_here_or_the_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = str(tmp_path / "holidays" / "beach.mp4")
-    assert path_matches(path, ["*/holidays/*"])
-    assert path_matches(path, ["holidays/*.mp4"])  # relative to the current folder
-    assert path_matches(path, ["beach.*"])
-    assert path_matches(path, ["nope*", "*.mp4"])  # any of several
-    assert not path_matches(path, ["*.mkv"]) and not path_matches(path, ["Beach.mp4"])  # case counts
+
+    def matches(patterns):
+        return select_paths([path], patterns) == [path]
+
+    assert matches(["*/holidays/*"])
+    assert matches(["holidays/*.mp4"])  # relative to the current folder
+    assert matches(["beach.*"])
+    assert matches(["nope*", "*.mp4"])  # any of several
+    assert not matches(["*.mkv"]) and not matches(["Beach.mp4"])  # case counts
+
+
+def test_a_path_naming_an_indexed_file_or_folder_matches_it_literally(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    odd = str(tmp_path / "vids [1]" / "ünïcødé [1] name.mkv")
+    other = str(tmp_path / "vids [1]" / "ünïcødé 1 name.mkv")  # what the glob class [1] would match
+    paths = [odd, other, str(tmp_path / "elsewhere.mp4")]
+    assert select_paths(paths, [odd]) == [odd]
+    assert select_paths(paths, ["vids [1]/ünïcødé [1] name.mkv"]) == [odd]  # relative to here
+    assert select_paths(paths, [str(tmp_path / "vids [1]")]) == [odd, other]  # a folder: everything under it
+    assert select_paths(paths, ["*/ünïcødé [1] name.mkv"]) == [other]  # not a path: a glob, [1] a class
 
 
 def test_grouping_by_video_keeps_each_videos_best_moment():

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-from .errors import IndexProblem
+from .errors import IndexProblem, storage_error
 
 migrations = sqlite_utils.Migrations("vidsearch")
 
@@ -45,6 +45,28 @@ def m002_segment_level_index(db: sqlite_utils.Database) -> None:
     db["segments"].create_index(["level"])
 
 
+@migrations()
+def m003_vector_generation(db: sqlite_utils.Database) -> None:
+    """A counter bumped in the same transaction as every change to a segment-level row, so the FAISS file can be
+    stamped with the generation it holds: ids are reused after the highest rows are deleted, so (count, sum of ids)
+    cannot tell a stale file from a fresh one."""
+    db.execute("CREATE TABLE vector_generation (id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER NOT NULL)")
+    db.execute("INSERT INTO vector_generation VALUES (1, 0)")
+    bump = "BEGIN UPDATE vector_generation SET generation = generation + 1; END"
+    db.execute(f"CREATE TRIGGER segment_added AFTER INSERT ON segments WHEN NEW.level = 'segment' {bump}")
+    db.execute(f"CREATE TRIGGER segment_removed AFTER DELETE ON segments WHEN OLD.level = 'segment' {bump}")
+    db.execute(f"CREATE TRIGGER segment_changed AFTER UPDATE ON segments "
+               f"WHEN OLD.level = 'segment' OR NEW.level = 'segment' {bump}")
+    db.execute("DELETE FROM settings WHERE key = 'faiss_checksum'")  # the old (count, sum of ids) check
+
+
+@migrations()
+def m004_partial_videos(db: sqlite_utils.Database) -> None:
+    """A file that stopped decoding part-way is kept as `partial`, with the seconds it covers."""
+    db["videos"].add_column("covered", float)
+    db["segments"].create_index(["level", "video_id"])  # `vidsearch ls` counts every video's segments from it alone
+
+
 @dataclass(frozen=True)
 class Segment:
     """One searchable span of a video and its L2-normalised vector."""
@@ -58,17 +80,23 @@ class Segment:
 class Database:
     """The index's source of truth. Writes for one video happen in one transaction."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, readonly: bool = False):
+        """`readonly` opens an index on a folder this process cannot write to (read-only media, another user's)."""
         try:
-            self.db = sqlite_utils.Database(sqlite3.connect(str(path), timeout=30.0, check_same_thread=False))
-            self.db.enable_wal()
+            self.db = sqlite_utils.Database(_connect(Path(path), readonly=readonly))
             self.db.execute("PRAGMA foreign_keys = ON")
             unknown = self._unknown_migrations()
             if unknown:
                 raise IndexProblem(f"{path}: made by a newer vidsearch (schema {unknown[-1]}); upgrade vidsearch")
-            migrations.apply(self.db)
+            if readonly:
+                if migrations.pending(self.db):
+                    raise IndexProblem(f"{path}: made by an older vidsearch and cannot be upgraded on a read-only folder; "
+                                       f"run a vidsearch command once where it can write there")
+            else:
+                self.db.enable_wal()
+                migrations.apply(self.db)
         except sqlite3.DatabaseError as exc:
-            raise IndexProblem(f"{path}: not a vidsearch index ({exc})") from exc
+            raise storage_error(exc, Path(path).parent) from exc
 
     def _unknown_migrations(self) -> list[str]:
         known = {m.name for m in migrations._migrations}
@@ -76,6 +104,10 @@ class Database:
 
     def close(self) -> None:
         self.db.conn.close()
+
+    def generation(self) -> int:
+        """Bumped with every change to a segment-level row (see m003): what a FAISS file must have been built at."""
+        return int(self.db.execute("SELECT generation FROM vector_generation").fetchone()[0])
 
     # settings -----------------------------------------------------------------
     def get_setting(self, key: str) -> Any:
@@ -95,13 +127,16 @@ class Database:
         return list(self.db["videos"].rows_where(order_by="path"))
 
     def save_video(self, *, path: str, size: int, mtime: float, hash: str, duration: float, fps: float,
-                   frames: int, segments: Iterable[Segment]) -> list[int]:
-        """Replace a video and all its segments atomically; returns the new segment-level ids."""
+                   frames: int, segments: Iterable[Segment], partial: str | None = None,
+                   covered: float | None = None) -> list[int]:
+        """Replace a video and all its segments atomically; returns the new segment-level ids. `partial` is why
+        decoding stopped early (the video is then indexed over its first `covered` seconds only)."""
         with self.db.atomic():
             self._delete(path)
             video_id = self.db["videos"].insert({
                 "path": path, "size": size, "mtime": mtime, "hash": hash, "duration": duration, "fps": fps,
-                "status": "ok", "error": None, "frames": frames, "indexed_at": _now(),
+                "status": "partial" if partial else "ok", "error": partial, "frames": frames, "indexed_at": _now(),
+                "covered": covered if partial else None,
             }).last_pk
             self.db.conn.executemany(
                 "INSERT INTO segments (video_id, level, start, end, vector) VALUES (?, ?, ?, ?, ?)",
@@ -113,7 +148,7 @@ class Database:
 
     def video_with_hash(self, digest: str, *, other_than: str) -> dict[str, Any] | None:
         """An indexed video with this content at another path (a rename or a copy)."""
-        rows = list(self.db["videos"].rows_where("hash = ? AND status = 'ok' AND path != ?", [digest, other_than], limit=1))
+        rows = list(self.db["videos"].rows_where("hash = ? AND status != 'failed' AND path != ?", [digest, other_than], limit=1))
         return rows[0] if rows else None
 
     def copy_video(self, source: str, *, path: str, size: int, mtime: float) -> list[int]:
@@ -123,7 +158,9 @@ class Database:
                                [original["id"]]).fetchall()
         segments = (Segment(level, start, end, np.frombuffer(vector, dtype=np.float32)) for level, start, end, vector in rows)
         return self.save_video(path=path, size=size, mtime=mtime, hash=original["hash"], duration=original["duration"],
-                               fps=original["fps"], frames=original["frames"], segments=segments)
+                               fps=original["fps"], frames=original["frames"], segments=segments,
+                               partial=original["error"] if original["status"] == "partial" else None,
+                               covered=original["covered"])
 
     def touch_video(self, path: str, *, size: int, mtime: float) -> None:
         """Record a new size/mtime for a file whose content hash did not change."""
@@ -182,11 +219,9 @@ class Database:
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         return ids, vectors
 
-    def segment_checksum(self) -> tuple[int, int]:
-        """(count, sum of ids) of segment-level rows; FAISS must report the same."""
-        count, total = self.db.execute(
-            "SELECT count(*), coalesce(sum(id), 0) FROM segments WHERE level = 'segment'").fetchone()
-        return int(count), int(total)
+    def segment_count(self) -> int:
+        """Segment-level rows: what FAISS must hold."""
+        return int(self.db.execute("SELECT count(*) FROM segments WHERE level = 'segment'").fetchone()[0])
 
     def segments(self, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
         """Segment rows with their video's path and duration, keyed by id."""
@@ -201,15 +236,47 @@ class Database:
         return {row[0]: dict(zip(keys, row)) for row in rows}
 
     def stats(self) -> dict[str, Any]:
-        (videos, ok, failed, seconds) = self.db.execute(
-            "SELECT count(*), sum(status = 'ok'), sum(status = 'failed'), coalesce(sum(duration), 0) FROM videos").fetchone()
+        (videos, ok, partial, failed, seconds) = self.db.execute(
+            "SELECT count(*), sum(status = 'ok'), sum(status = 'partial'), sum(status = 'failed'), "
+            "coalesce(sum(coalesce(covered, duration)), 0) FROM videos").fetchone()
         (segments,) = self.db.execute("SELECT count(*) FROM segments WHERE level = 'segment'").fetchone()
         (windows,) = self.db.execute("SELECT count(*) FROM segments WHERE level = 'window'").fetchone()
-        return {"videos": videos, "indexed": ok or 0, "failed": failed or 0, "segments": segments,
+        return {"videos": videos, "indexed": ok or 0, "partial": partial or 0, "failed": failed or 0, "segments": segments,
                 "windows": windows, "seconds": float(seconds)}
 
     def failures(self) -> list[dict[str, Any]]:
         return list(self.db["videos"].rows_where("status = 'failed'", order_by="path", select="path, error"))
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every recorded file, sorted by path: path, state, reason, duration, covered (seconds indexed, when
+        partial), segments and indexed_at."""
+        counts = dict(self.db.execute(
+            "SELECT video_id, count(*) FROM segments WHERE level = 'segment' GROUP BY video_id").fetchall())
+        rows = self.db.execute("SELECT id, path, status, error, duration, covered, indexed_at FROM videos")
+        listing = [{"path": path, "state": status, "reason": error, "duration": duration, "covered": covered,
+                    "segments": counts.get(vid, 0), "indexed_at": indexed_at}
+                   for vid, path, status, error, duration, covered, indexed_at in rows]
+        return sorted(listing, key=lambda r: r["path"])
+
+    def partials(self) -> list[dict[str, Any]]:
+        """Files indexed only up to where decoding stopped: path, reason, seconds covered and duration."""
+        return list(self.db["videos"].rows_where("status = 'partial'", order_by="path",
+                                                 select="path, error, covered, duration"))
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    """A connection; read-only ones use `mode=ro`, else (no -shm file can be made beside a WAL database on
+    read-only media) `immutable=1`."""
+    if not readonly:
+        return sqlite3.connect(str(path), timeout=30.0, check_same_thread=False)
+    for flag in ("mode=ro", "immutable=1"):
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?{flag}", uri=True, timeout=30.0, check_same_thread=False)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+    raise IndexProblem(f"{path}: cannot open the index read-only")
 
 
 def _now() -> str:

@@ -151,11 +151,6 @@ class VectorStore:
                   for i in range(self.ivf.nlist) if lists.list_size(i)]
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
 
-    def checksum(self) -> tuple[int, int]:
-        """(count, sum of ids), comparable with `Database.segment_checksum`."""
-        ids = self.ids()
-        return int(ids.size), int(ids.sum())
-
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         """The stored vectors of these ids, one row each."""
         if self.cpu is not None:
