@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidsearch.data import Pair, epoch_batches, read_manifest
+from vidsearch.data import Pair, epoch_batches, load_pairs, read_manifest
 from vidsearch.loss import ContrastiveLoss
 from vidsearch.train import get_lr
 
@@ -56,6 +56,26 @@ def test_bad_lines_are_reported_with_their_line_numbers(videos):
     assert "JSON" in found[4] and "after start" in found[6] and "empty caption" in found[7]
     assert "not found" in found[8] and "number" in found[9]
     assert all(str(manifest) in str(p) and f":{p.line}:" in str(p) for p in problems)
+
+
+def test_lines_whose_video_is_unreadable_or_starts_past_its_end_are_skipped(tmp_path):
+    from media import write_video
+
+    write_video(tmp_path / "four.mp4", seconds=4, fps=10)
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    manifest = write_lines(tmp_path / "pairs.jsonl", [
+        {"video": "four.mp4", "caption": "whole"},
+        {"video": "four.mp4", "start": 3.5, "caption": "the last half second"},
+        {"video": "four.mp4", "start": 4, "end": 6, "caption": "starts at the end"},
+        {"video": "four.mp4", "start": 100, "caption": "starts long after"},
+        {"video": "broken.mp4", "caption": "unreadable"},
+        {"video": "four.mp4", "start": 0, "end": 100, "caption": "ends after the end"},
+    ])
+    pairs, problems = load_pairs(manifest)
+    assert [p.line for p in pairs] == [1, 2, 6]
+    assert [p.line for p in problems] == [3, 4, 5]
+    assert "start (4 s) is not before the video's end (4 s)" in problems[0].reason
+    assert "start (100 s)" in problems[1].reason and "unreadable video" in problems[2].reason
 
 
 def test_csv_manifests_work_too(videos):

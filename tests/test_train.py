@@ -1,21 +1,24 @@
 """Training through the real CLI: it learns, it resumes exactly, torchrun matches one process, bad manifests."""
 
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
+import zipfile
 
 import pytest
-from cli_helpers import VIDSEARCH, run_cli, run_json
+import torch
+from cli_helpers import run_cli, run_json
 
 
 def losses(folder):
     return [json.loads(line)["loss"] for line in (folder / "train_log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_training_learns_far_above_chance(trained_tiny):
     folder, summary = trained_tiny
     assert summary["step"] == 150 and summary["checkpoint"] == str(folder)
@@ -28,6 +31,7 @@ def test_training_learns_far_above_chance(trained_tiny):
     assert summary["val"]["t2v_r5"] >= 0.6, summary["val"]
 
 
+@pytest.mark.slow
 def test_eval_command_reports_recall(trained_tiny, synthetic):
     folder, summary = trained_tiny
     metrics = run_json("eval", str(synthetic[1]), "--model", str(folder))
@@ -35,6 +39,7 @@ def test_eval_command_reports_recall(trained_tiny, synthetic):
     assert set(metrics) >= {"t2v_r1", "t2v_r5", "t2v_r10", "t2v_median_rank", "v2t_r1", "v2t_median_rank"}
 
 
+@pytest.mark.slow
 def test_the_trained_model_finds_the_right_moment(trained_tiny, synthetic, tmp_path):
     folder, _ = trained_tiny
     test = synthetic[1]
@@ -57,29 +62,62 @@ def test_the_trained_model_finds_the_right_moment(trained_tiny, synthetic, tmp_p
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_resume_after_a_kill_retraces_the_uninterrupted_run(synthetic, tmp_path):
-    train, _ = synthetic
-    args = ["train", str(train), "--model", "tiny", "--frames", "8", "--steps", "30", "--batch-size", "16", "--lr", "1e-3",
-            "--checkpoint-every", "5", "--device", "cpu"]
-    run_cli(*args, "--out", str(tmp_path / "whole"))
+RESUMABLE = ["--model", "tiny", "--frames", "8", "--steps", "30", "--batch-size", "16", "--lr", "1e-3",
+             "--checkpoint-every", "5", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def whole_run(synthetic, tmp_path_factory):
+    """The loss curve of a 30-step run that nothing interrupts."""
+    out = tmp_path_factory.mktemp("whole") / "ckpt"
+    run_cli("train", str(synthetic[0]), *RESUMABLE, "--out", str(out))
+    return losses(out)
+
+
+def killed_run(manifest, out, point):
+    """Start the RESUMABLE run into `out` and SIGKILL it at the named crash point."""
+    proc = run_cli("train", str(manifest), *RESUMABLE, "--out", str(out), env={"VIDSEARCH_TEST_KILL_AT": point}, check=None)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_retraces_the_uninterrupted_run(synthetic, whole_run, tmp_path):
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([str(VIDSEARCH), *args, "--out", str(killed)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not _checkpoint_step(killed):
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    stopped_at = _checkpoint_step(killed)
-    assert stopped_at and stopped_at < 30, "the run was not killed part-way"
-    assert len(losses(killed)) == stopped_at
-    summary = json.loads(run_cli("train", str(train), "--out", str(killed), "--resume", "--json").stdout)
+    killed_run(synthetic[0], killed, "train-step@12")
+    assert _checkpoint_step(killed) == 10 and len(losses(killed)) == 10  # the last checkpoint, at step 10
+    summary = json.loads(run_cli("train", str(synthetic[0]), "--out", str(killed), "--resume", "--json").stdout)
     assert summary["step"] == 30
-    whole, resumed = losses(tmp_path / "whole"), losses(killed)
-    assert len(resumed) == 30
-    assert resumed == pytest.approx(whole, abs=1e-4)
+    assert losses(killed) == pytest.approx(whole_run, abs=1e-4)
 
 
+@pytest.mark.slow
+def test_a_kill_while_swapping_checkpoints_loses_nothing_and_resume_puts_it_back(synthetic, whole_run, tmp_path):
+    killed = tmp_path / "killed"
+    killed_run(synthetic[0], killed, "checkpoint-swap@10")
+    old = tmp_path / ".killed.old"
+    assert not killed.exists() and _checkpoint_step(old) == 5  # between the renames: step 5 waits beside it
+    proc = run_cli("eval", str(synthetic[1]), "--model", str(killed), check=1)
+    assert proc.stderr.count("\n") == 1 and str(old) in proc.stderr  # a reader says where the checkpoint is
+    assert not killed.exists()
+    summary = json.loads(run_cli("train", str(synthetic[0]), "--out", str(killed), "--resume", "--json").stdout)
+    assert summary["step"] == 30
+    assert losses(killed) == pytest.approx(whole_run, abs=1e-4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed"]  # no .old or temporary folder left
+
+
+@pytest.mark.slow
+def test_a_kill_while_swapping_then_a_new_run_puts_the_checkpoint_back_first(synthetic, tmp_path):
+    killed = tmp_path / "killed"
+    killed_run(synthetic[0], killed, "checkpoint-swap@10")
+    saved = {p.name: p.read_bytes() for p in (tmp_path / ".killed.old").iterdir()}
+    bad = tmp_path / "empty.jsonl"  # a run that fails before training still recovers the checkpoint first
+    bad.write_text("")
+    run_cli("train", str(bad), "--out", str(killed), "--model", "tiny", "--device", "cpu", check=2)
+    assert {p.name: p.read_bytes() for p in killed.iterdir()} == saved
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.jsonl", "killed"]
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="torchrun missing")
 def test_torchrun_with_two_processes_matches_one_process(synthetic, tmp_path):
     train, _ = synthetic
@@ -94,21 +132,23 @@ def test_torchrun_with_two_processes_matches_one_process(synthetic, tmp_path):
     assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_a_bad_manifest_gives_line_numbered_errors_and_training_goes_on(synthetic, tmp_path):
     train, _ = synthetic
     lines = train.read_text().splitlines()
     (tmp_path / "broken.mp4").write_bytes(b"not a video at all")
     bad = [json.dumps({"caption": "no video"}), json.dumps({"video": str(tmp_path / "broken.mp4"), "caption": "x"}),
            json.dumps({"video": json.loads(lines[0])["video"], "start": 4, "end": 1, "caption": "backwards"}),
-           json.dumps({"video": json.loads(lines[0])["video"], "caption": ""})]
+           json.dumps({"video": json.loads(lines[0])["video"], "caption": ""}),
+           json.dumps({"video": json.loads(lines[0])["video"], "start": 10_000, "caption": "after the end"})]
     manifest = train.parent / "with-bad-lines.jsonl"
     manifest.write_text("\n".join(lines[:40] + bad) + "\n")
     proc = run_cli("train", str(manifest), "--out", str(tmp_path / "out"), "--model", "tiny", "--frames", "4", "--steps",
                    "2", "--batch-size", "8", "--device", "cpu")
     skipped = [line for line in proc.stderr.splitlines() if line.startswith("skipped: ")]
-    assert [line.split(":")[2] for line in skipped] == ["41", "42", "43", "44"], proc.stderr
+    assert [line.split(":")[2] for line in skipped] == ["41", "42", "43", "44", "45"], proc.stderr
     assert "missing key: video" in skipped[0] and "unreadable video" in skipped[1]
-    assert "after start" in skipped[2] and "empty caption" in skipped[3]
+    assert "after start" in skipped[2] and "empty caption" in skipped[3] and "video's end" in skipped[4]
     assert (tmp_path / "out" / "model.safetensors").is_file()
 
 
@@ -118,3 +158,115 @@ def _checkpoint_step(folder):
         return 0
     lines = log.read_text().splitlines()
     return json.loads(lines[-1])["step"] if lines else 0
+
+
+# --- what --out may be, and what --resume takes ---
+
+
+def snapshot(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("case", ["folder of other files", "regular file"])
+def test_train_refuses_an_out_that_is_not_a_checkpoint_and_leaves_it_byte_equal(synthetic, tmp_path, case):
+    out = tmp_path / "precious"
+    if case == "regular file":
+        out.write_bytes(b"\x00my only copy\n")
+    else:
+        (out / "photos").mkdir(parents=True)
+        (out / "thesis.tex").write_text("\\section{Results}")
+        (out / "photos" / "cat.jpg").write_bytes(bytes(range(256)))
+        (out / "config.json").write_text('{"theme": "dark"}')
+    before = snapshot(tmp_path)
+    proc = run_cli("train", str(synthetic[0]), "--out", str(out), "--model", "tiny", "--frames", "4", "--steps", "2",
+                   "--batch-size", "8", "--device", "cpu", check=2)
+    assert proc.stderr.startswith("error: --out ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert snapshot(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"]  # no temporary folder either
+
+
+@pytest.fixture(scope="module")
+def short_run(synthetic, tmp_path_factory):
+    """A finished 2-step run of the tiny model with 4-frame clips (not the defaults), to resume from."""
+    out = tmp_path_factory.mktemp("short") / "ckpt"
+    run_cli("train", str(synthetic[0]), "--out", str(out), "--model", "tiny", "--frames", "4", "--steps", "2",
+            "--batch-size", "8", "--lr", "1e-3", "--device", "cpu")
+    return out
+
+
+def test_resume_with_nothing_to_resume_is_an_error(synthetic, tmp_path):
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "missing", tmp_path / "empty"):
+        proc = run_cli("train", str(synthetic[0]), "--out", str(out), "--resume", "--model", "tiny", check=2)
+        assert proc.stderr.startswith("error: --resume") and proc.stderr.count("\n") == 1, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"] and not any((tmp_path / "empty").iterdir())
+
+
+def test_resume_refuses_a_flag_that_conflicts_with_the_saved_run_by_name(synthetic, short_run):
+    before = snapshot(short_run.parent)
+    proc = run_cli("train", str(synthetic[0]), "--out", str(short_run), "--resume", "--frames", "8", "--steps", "3",
+                   check=2)
+    assert proc.stderr.startswith("error: --resume: --frames 8 differs") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "(--frames 4)" in proc.stderr and "--steps" not in proc.stderr.split(" from the run")[0]
+    # a flag given with the saved value is no conflict, and other flags are named together
+    proc = run_cli("train", str(synthetic[0]), "--out", str(short_run), "--resume", "--frames", "4", "--lr", "0.5",
+                   "--mixing", "frame", check=2)
+    assert "--lr 0.5 and --mixing frame differ" in proc.stderr and "--frames" not in proc.stderr.split("differ")[0]
+    assert snapshot(short_run.parent) == before
+
+
+@pytest.mark.slow
+def test_resume_may_change_the_steps_and_takes_the_rest_from_the_saved_run(synthetic, short_run, tmp_path):
+    out = tmp_path / "ckpt"
+    shutil.copytree(short_run, out)
+    summary = run_json("train", str(synthetic[0]), "--out", str(out), "--resume", "--steps", "4", "--checkpoint-every", "3")
+    assert summary["step"] == 4 and len(losses(out)) == 4
+    assert losses(out)[:2] == losses(short_run)
+    assert json.loads((out / "config.json").read_text())["clip_frames"] == 4  # the saved --frames, not the default 16
+    saved = torch.load(out / "train_state.pt", weights_only=True)["settings"]
+    assert (saved["steps"], saved["checkpoint_every"], saved["frames"], saved["batch_size"], saved["lr"]) == (4, 3, 4, 8, 1e-3)
+
+
+def test_a_malicious_train_state_is_refused_and_runs_no_code(synthetic, short_run, tmp_path):
+    class Payload:
+        def __init__(self, marker):
+            self.marker = str(marker)
+
+        def __reduce__(self):  # unpickling this calls open(marker, "w"): it creates the marker file
+            return open, (self.marker, "w")
+
+    out = tmp_path / "ckpt"
+    shutil.copytree(short_run, out)
+    marker, proof = tmp_path / "pwned", tmp_path / "proof"
+    state = torch.load(out / "train_state.pt", weights_only=True)
+    torch.save({**state, "optimizer": {**state["optimizer"], "hook": Payload(marker)}}, out / "train_state.pt")
+    torch.save({"hook": Payload(proof)}, tmp_path / "proof.pt")
+    torch.load(tmp_path / "proof.pt", weights_only=False)  # the payload works when unpickled without weights_only
+    assert proof.exists()
+    before = snapshot(out)
+    proc = run_cli("train", str(synthetic[0]), "--out", str(out), "--resume", check=1)
+    assert "train_state.pt: refused" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not marker.exists()
+    assert snapshot(out) == before
+
+
+def test_a_state_saved_on_a_gpu_loads_on_the_cpu(tmp_path, monkeypatch):
+    from vidsearch.train import load_state
+
+    state = {"step": 7, "optimizer": {"state": {0: {"exp_avg": torch.arange(4.0)}}, "param_groups": [{"lr": 0.1}]},
+             "settings": {"seed": 3}}
+    # save as a GPU run does: every storage tagged "cuda:0" (the tag is all torch.save records of the device)
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.serialization, "_package_registry", list(torch.serialization._package_registry))
+        torch.serialization.register_package(0, lambda storage: "cuda:0", lambda storage, location: None)
+        torch.save(state, tmp_path / "train_state.pt")
+    with zipfile.ZipFile(tmp_path / "train_state.pt") as archive:
+        pickled = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
+    assert b"cuda:0" in pickled and b"cpu" not in pickled
+    if not torch.cuda.is_available():  # without map_location the tensors would have to go to a GPU
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(io.BytesIO((tmp_path / "train_state.pt").read_bytes()), weights_only=True)
+    loaded = load_state(tmp_path)
+    exp_avg = loaded["optimizer"]["state"][0]["exp_avg"]
+    assert exp_avg.device.type == "cpu" and torch.equal(exp_avg, torch.arange(4.0))
+    assert (loaded["step"], loaded["settings"]) == (7, {"seed": 3})

@@ -315,6 +315,7 @@ def status(index_dir: IndexOption = None, as_json: JsonOption = False) -> None:
 @app.command()
 @user_errors
 def train(
+    ctx: typer.Context,
     manifest: Annotated[Path, typer.Argument(help="JSONL (or CSV) of {video, start?, end?, caption} lines; "
                                                   "video paths may be relative to the manifest.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Checkpoint folder to write (usable as `--model DIR`).",
@@ -367,26 +368,28 @@ def train(
         bar.set_postfix(loss=f"{report.loss:.4f}", clips_per_s=f"{report.clips_per_second:.1f}", lr=f"{report.lr:.2e}")
         last.update(step=report.step, loss=report.loss)
 
-    folder = run_training(settings, resume=resume, on_problem=lambda line: bar.write(f"skipped: {line}", file=sys.stderr),
-                          on_step=on_step)
+    # what the user typed (not what defaulted): on --resume the rest comes from the saved run
+    given = {name for name in ctx.params if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")}
+    ran = run_training(settings, resume=resume, given=given, on_step=on_step,
+                       on_problem=lambda line: bar.write(f"skipped: {line}", file=sys.stderr))
     bar.close()
     if os.environ.get("RANK", "0") != "0":
         return
-    result = {"checkpoint": str(folder.resolve()), **last}
-    if val is not None:
-        result["val"] = _evaluate(str(folder), val, frames=None, fps=None, device=device.value)
+    result = {"checkpoint": str(Path(ran.out).resolve()), **last}
+    if ran.val is not None:
+        result["val"] = _evaluate(ran.out, Path(ran.val), frames=None, fps=None, device=ran.device)
     if as_json:
         typer.echo(json.dumps(result))
     else:
         typer.echo(f"checkpoint {result['checkpoint']} (step {last.get('step')}, loss {last.get('loss', float('nan')):.4f})")
-        if val is not None:
+        if ran.val is not None:
             typer.echo(_format_metrics(result["val"]))
 
 
 def _evaluate(model: str, manifest: Path, *, frames: Optional[int], fps: Optional[float], device: str) -> dict:
+    from .data import load_pairs
     from .encoder import Encoder
     from .evaluate import evaluate
-    from .train import load_pairs
 
     pairs, problems = load_pairs(str(manifest))
     for problem in problems:

@@ -1,4 +1,4 @@
-"""Training pairs: manifest parsing with line-numbered errors, and a dataset of fixed-length frame clips."""
+"""Training pairs: manifest parsing and checking with line-numbered problems, and a dataset of fixed-length frame clips."""
 
 from __future__ import annotations
 
@@ -52,6 +52,27 @@ def read_manifest(path: Path) -> tuple[list[Pair], list[ManifestProblem]]:
         except ValueError as exc:
             problems.append(ManifestProblem(path, line, str(exc)))
     return pairs, problems
+
+
+def load_pairs(manifest: str | Path) -> tuple[list[Pair], list[ManifestProblem]]:
+    """The manifest's pairs whose video opens and whose span starts before the video ends; every other line becomes
+    a problem with its line number."""
+    from .decode import probe
+
+    pairs, problems = read_manifest(Path(manifest))
+    usable = []
+    for pair in pairs:
+        try:
+            duration = probe(pair.video).duration
+        except BadVideo as exc:
+            problems.append(ManifestProblem(Path(manifest), pair.line, f"unreadable video: {exc}"))
+            continue
+        if pair.start is not None and duration > 0 and pair.start >= duration:
+            problems.append(ManifestProblem(Path(manifest), pair.line,
+                                            f"start ({pair.start:g} s) is not before the video's end ({duration:g} s)"))
+            continue
+        usable.append(pair)
+    return usable, sorted(problems, key=lambda p: p.line)
 
 
 def _records(path: Path, text: str) -> Iterator[tuple[int, object]]:

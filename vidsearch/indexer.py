@@ -75,6 +75,8 @@ class Indexer:
         config, _ = registry.resolve(spec)
         weights = registry.weights_stamp(spec)
         self.fingerprint = registry.fingerprint(spec, weights=weights)
+        # also true for a record made by the first fingerprint formula; the current one replaces it below
+        same_model = recorded is not None and registry.fingerprint_matches(recorded["fingerprint"], spec, weights=weights) is not None
         stored = index.db.get_setting("settings")
         base = IndexSettings(**stored) if stored and not reindex else IndexSettings(fps=config.fps, window=config.window)
         settings = IndexSettings(fps=base.fps if fps is None else fps, window=base.window if window is None else window,
@@ -85,20 +87,22 @@ class Indexer:
             settings.validate()
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        if recorded and recorded["fingerprint"] != self.fingerprint and not reindex:
+        if recorded and not same_model and not reindex:
             raise IndexProblem(f"{index.path}: this index was built with model {recorded['spec']!r}; use that model, "
                                f"another --index folder, or --reindex to rebuild it with {spec!r}")
         if stored and IndexSettings(**stored) != settings and not reindex:
             raise IndexProblem(f"{index.path}: this index was built with --fps {base.fps} --window {base.window} "
                                f"--segment {base.segment} --keep-ratio {base.keep_ratio} "
                                f"--{'' if base.deblock else 'no-'}deblock; use those, another --index folder, or --reindex")
-        if reindex and recorded and (recorded["fingerprint"] != self.fingerprint or IndexSettings(**stored) != settings):
+        if reindex and recorded and (not same_model or IndexSettings(**stored) != settings):
             index.reset()
             recorded = None
         if recorded is None:  # a new index is bound to its model and settings from the start
             index.db.set_setting("model", {"spec": spec, "fingerprint": self.fingerprint, "name": config.name,
                                            "dim": registry.embedding_dim(config), "weights": weights})
             index.db.set_setting("settings", settings.to_dict())
+        elif recorded["fingerprint"] != self.fingerprint and index.writable:
+            index.db.set_setting("model", {**recorded, "fingerprint": self.fingerprint})
         if workers < 0:
             raise UsageError("--workers must be 0 (decode in a thread) or more")
         self.spec, self.config, self.settings, self.device, self.workers = spec, config, settings, device, workers

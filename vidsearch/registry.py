@@ -1,16 +1,16 @@
-"""Model names (models/*.json), config files and checkpoint folders -> ready VideoTextModels."""
+"""Model names (models/*.json), config files and checkpoint folders -> ready VideoTextModels, and fingerprints."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, old_path
+from .checkpoint import save_checkpoint as save_checkpoint  # re-exported: it used to live here
 from .config import ModelConfig
 from .errors import ModelUnavailable, UsageError
 
@@ -19,8 +19,6 @@ if TYPE_CHECKING:  # torch loads only when a model is built: `vidsearch models` 
 
     from .model import VideoTextModel
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -42,6 +40,9 @@ def resolve(spec: str) -> tuple[ModelConfig, Path | None]:
         if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
             raise ModelUnavailable(f"{path}: not a checkpoint folder (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
         return _load_config(path / CONFIG_FILE), path.resolve()
+    if not os.path.lexists(path) and old_path(path).is_dir():
+        raise ModelUnavailable(f"{path}: missing because saving a checkpoint there was interrupted; the last checkpoint "
+                               f"is in {old_path(path)} (the next `vidsearch train --out {path}` puts it back)")
     if path.suffix == ".json" and path.is_file():
         return _load_config(path), None
     entry = registry_dir() / f"{spec}.json"
@@ -58,15 +59,33 @@ def canonical_spec(spec: str) -> str:
 
 
 def fingerprint(spec: str, *, weights: dict | None = None) -> str:
-    """Identifies the exact weights: the recipe digest, plus the weights file's hash for checkpoints.
+    """Identifies the exact weights: the recipe digest (what changes the vectors), plus the weights file's hash for
+    checkpoints.
 
     `weights` (a weights_stamp recorded earlier) saves re-reading a weights file whose size and mtime still match.
     """
+    return _fingerprints(spec, weights=weights)[0]
+
+
+def fingerprint_matches(recorded: str, spec: str, *, weights: dict | None = None) -> str | None:
+    """The current fingerprint of `spec` when `recorded` names the same weights, by this formula or by the first one
+    (which hashed every config field), so the caller can record the current one; None when it names other weights."""
+    current, first = _fingerprints(spec, weights=weights)
+    return current if recorded in (current, first) else None
+
+
+def _fingerprints(spec: str, *, weights: dict | None) -> tuple[str, str]:
+    """(current formula, first formula) fingerprints of `spec`; they differ only in the recipe digest."""
     config, folder = resolve(spec)
-    digest = hashlib.sha256(config.digest().encode())
-    if folder is not None:
-        digest.update(weights_stamp(spec, known=weights)["sha256"].encode())
-    return digest.hexdigest()[:16]
+    weights_hash = weights_stamp(spec, known=weights)["sha256"] if folder is not None else None
+
+    def combine(recipe: str) -> str:
+        digest = hashlib.sha256(recipe.encode())
+        if weights_hash is not None:
+            digest.update(weights_hash.encode())
+        return digest.hexdigest()[:16]
+
+    return combine(config.digest()), combine(config.digest_v1())
 
 
 def weights_stamp(spec: str, *, known: dict | None = None) -> dict | None:
@@ -240,30 +259,3 @@ def _text_weights(path: Path, *, prefix: str) -> dict:
 
 def _is_text(key: str, prefix: str) -> bool:
     return key.startswith(prefix) and key.removeprefix(prefix).split(".")[0] in TEXT_PARAMETERS
-
-
-def save_checkpoint(model: VideoTextModel, config: ModelConfig, folder: Path, *, extra_files: dict[str, bytes] | None = None) -> None:
-    """Write `config.json` + `model.safetensors` (+ extras) to a temporary folder, then swap it into place."""
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp"))
-    try:
-        replace(config, pretrained=None).save(tmp / CONFIG_FILE)
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_FILE))
-        for name, data in (extra_files or {}).items():
-            (tmp / name).write_bytes(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a checkpoint is an ordinary folder
-        for file in tmp.iterdir():
-            os.chmod(file, 0o666 & ~umask)
-        old = folder.with_name(f".{folder.name}.old")
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -92,7 +92,7 @@ class Searcher:
         recorded = index.db.get_setting("model")
         if recorded is None:
             raise IndexProblem(f"{index.path}: the index is empty; run `vidsearch index PATH` first")
-        if registry.fingerprint(recorded["spec"], weights=recorded.get("weights")) != recorded["fingerprint"]:
+        if registry.fingerprint_matches(recorded["fingerprint"], recorded["spec"], weights=recorded.get("weights")) is None:
             raise IndexProblem(f"{index.path}: model {recorded['spec']!r} changed since this index was built; re-index")
         self.index = index
         self.spec, self.device = recorded["spec"], resolve_device(device).type

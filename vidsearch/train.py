@@ -6,23 +6,24 @@ import io
 import json
 import math
 import os
+import pickle
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import registry
-from .data import ClipDataset, ManifestProblem, Pair, epoch_batches, read_manifest
+from . import checkpoint, registry
+from .checkpoint import LOG_FILE, STATE_FILE
+from .data import ClipDataset, epoch_batches, load_pairs
 from .device import autocast, resolve_device
-from .errors import BadVideo, UsageError
+from .errors import ModelUnavailable, UsageError
+from .faults import crash_point
 from .loss import ContrastiveLoss
 from .prefetch import prefetch
 
-STATE_FILE = "train_state.pt"
-LOG_FILE = "train_log.jsonl"
 CACHE_LIMIT_BYTES = 2 << 30  # decode every clip once and keep it in memory below this size
 
 
@@ -62,6 +63,55 @@ class TrainSettings:
             raise UsageError("--lr must be positive")
         if self.mixing not in ("frame", "joint"):
             raise UsageError("--mixing must be frame or joint")
+        if self.checkpoint_every < 1:
+            raise UsageError("--checkpoint-every must be at least 1")
+
+
+RESUME_MAY_CHANGE = ("steps", "epochs", "checkpoint_every", "device", "val")  # the rest of a run is fixed at its start
+
+
+def resumed_settings(saved: dict, settings: TrainSettings, given: Collection[str]) -> TrainSettings:
+    """The saved run's settings, with the `given` ones (flags the user typed) that may change on --resume; a given
+    flag that may not change and differs from the saved run is refused by name."""
+    given = set(given)
+    if given & {"steps", "epochs"}:  # one choice of run length: what was typed replaces both
+        given |= {"steps", "epochs"}
+    merged, conflicts = {}, []
+    for spec in fields(TrainSettings):
+        name, mine = spec.name, getattr(settings, spec.name)
+        if name == "out" or name not in saved:  # the folder may have moved; a setting newer than the checkpoint
+            merged[name] = mine
+        elif name not in given or name in RESUME_MAY_CHANGE:
+            merged[name] = mine if name in given else saved[name]
+        elif _same_setting(name, mine, saved[name]):
+            merged[name] = saved[name]
+        else:
+            conflicts.append((_flag(name, mine), _flag(name, saved[name])))
+    if conflicts:
+        allowed = [f"--{n.replace('_', '-')}" for n in RESUME_MAY_CHANGE]
+        raise UsageError(f"--resume: {_and([c[0] for c in conflicts])} differ{'s' if len(conflicts) == 1 else ''} from the run "
+                         f"saved in {settings.out} ({', '.join(c[1] for c in conflicts)}); only {_and(allowed)} may change: "
+                         f"drop the others, or train into a new --out")
+    return TrainSettings(**merged)
+
+
+def _same_setting(name: str, given, saved) -> bool:
+    if name in ("manifest", "model") and isinstance(given, str) and isinstance(saved, str):
+        return given == saved or registry.canonical_spec(given) == registry.canonical_spec(saved)
+    return given == saved
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _flag(name: str, value) -> str:
+    if name == "manifest":
+        return f"MANIFEST {value}"
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else f"--no-{flag[2:]}"
+    return f"{flag} {value}"
 
 
 @dataclass
@@ -108,37 +158,71 @@ class Distributed:
             value /= self.world
         return float(value)
 
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
     def close(self) -> None:
         if self.world > 1:
             torch.distributed.destroy_process_group()
 
 
-def load_pairs(manifest: str) -> tuple[list[Pair], list[ManifestProblem]]:
-    """Manifest lines whose video can be opened; every other line becomes a problem with its line number."""
-    from .decode import probe
+def load_state(folder: Path, *, peek: bool = False) -> dict:
+    """A checkpoint's train_state.pt, loaded onto the CPU as tensors and plain values only: a file holding any other
+    Python object is refused, since unpickling it could run code. `peek` maps the file instead of reading it."""
+    path = Path(folder) / STATE_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=peek)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError:
+        raise ModelUnavailable(f"{path}: refused: it holds Python objects other than tensors and plain values, and "
+                               f"loading it could run code; resume only from checkpoints you trust") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ModelUnavailable(f"{path}: cannot be read ({reason})") from None
+    if not (isinstance(state, dict) and isinstance(state.get("step"), int) and isinstance(state.get("optimizer"), dict)
+            and isinstance(state.get("settings"), dict)):
+        raise ModelUnavailable(f"{path}: not a vidsearch training state (needs step, optimizer and settings)")
+    return state
 
-    pairs, problems = read_manifest(Path(manifest))
-    usable = []
-    for pair in pairs:
+
+def _saved_settings(out: Path, *, main: bool) -> dict | None:
+    """The settings saved in `out`, or None. Only the main process recovers an interrupted swap (before this), so
+    the others also look in `.NAME.old`, then in `out` again in case it was just moved back."""
+    places = [out] if main else [out, checkpoint.old_path(out), out]
+    for folder in places:
         try:
-            probe(pair.video)
-            usable.append(pair)
-        except BadVideo as exc:
-            problems.append(ManifestProblem(Path(manifest), pair.line, f"unreadable video: {exc}"))
-    return usable, sorted(problems, key=lambda p: p.line)
+            return load_state(folder, peek=True)["settings"]
+        except FileNotFoundError:
+            continue
+    return None
 
 
-def train(settings: TrainSettings, *, resume: bool = False, on_problem: Callable[[str], None] = print,
-          on_step: Callable[[StepReport], None] | None = None) -> Path:
-    """Train and return the checkpoint folder. Step s always sees the same batch, crops and masks, so a
-    resumed run retraces an uninterrupted one exactly."""
+def train(settings: TrainSettings, *, resume: bool = False, given: Collection[str] | None = None,
+          on_problem: Callable[[str], None] = print, on_step: Callable[[StepReport], None] | None = None) -> TrainSettings:
+    """Train into `settings.out` and return the settings the run used. Step s always sees the same batch, crops and
+    masks, so a resumed run retraces an uninterrupted one exactly.
+
+    With `resume`, settings not in `given` (the flags the user typed; default: those not at their default) come
+    from the saved run, and given ones that may not change must match it.
+    """
+    out = Path(settings.out)
+    checkpoint.check_target(out)  # before any work: --out must be new, empty or a checkpoint, so nothing else is lost
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main:
+        checkpoint.recover(out)
+    if resume:
+        saved = _saved_settings(out, main=main)
+        if saved is None:
+            raise UsageError(f"--resume: there is no run to continue in {out} (no {STATE_FILE}); drop --resume to start one")
+        if given is None:
+            given = {f.name for f in fields(TrainSettings) if f.default is MISSING or getattr(settings, f.name) != f.default}
+        settings = resumed_settings(saved, settings, given)
     settings.validate()
     dist = Distributed(settings.device)
-    out = Path(settings.out)
-    state = None
-    if resume and (out / STATE_FILE).is_file():
-        state = torch.load(out / STATE_FILE, weights_only=False)
-        settings = TrainSettings(**{**state["settings"], "device": settings.device})
+    dist.barrier()  # the main process has put back an interrupted checkpoint before anyone reads it
+    state = load_state(out) if resume else None
     pairs, problems = load_pairs(settings.manifest)
     if dist.main:
         for problem in problems:
@@ -201,8 +285,9 @@ def train(settings: TrainSettings, *, resume: bool = False, on_problem: Callable
                 on_step(report)
             if step % settings.checkpoint_every == 0 or step == total:
                 _save(model, config, settings, optimizer, step, out, log)
+        crash_point(f"train-step@{step}")
     dist.close()
-    return out
+    return settings
 
 
 def _batches(dataset: ClipDataset, settings: TrainSettings, tokenizer, dist: Distributed, *, start: int, total: int,
@@ -223,8 +308,9 @@ def _batches(dataset: ClipDataset, settings: TrainSettings, tokenizer, dist: Dis
 
 
 def _save(model, config, settings: TrainSettings, optimizer, step: int, out: Path, log: list[str]) -> None:
-    """One checkpoint folder, swapped in whole: weights, config, optimizer + step, and the loss log so far."""
+    """One checkpoint folder, swapped in whole: weights, config, optimizer + step, and the loss log so far. The state
+    holds only tensors and plain values, so load_state reads it back with weights_only."""
     buffer = io.BytesIO()
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "settings": asdict(settings)}, buffer)
     extra = {STATE_FILE: buffer.getvalue(), LOG_FILE: "".join(line + "\n" for line in log).encode()}
-    registry.save_checkpoint(model, config, out, extra_files=extra)
+    checkpoint.save_checkpoint(model, config, out, extra_files=extra, step=step)
