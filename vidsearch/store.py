@@ -12,10 +12,12 @@ import struct
 import zlib
 from pathlib import Path
 
-import faiss
 import numpy as np
 
+from .faiss_backend import import_faiss
 from .faults import crash_point
+
+faiss = import_faiss()  # one line naming the extra to install (cpu or gpu) when FAISS is missing or broken
 
 IVF_THRESHOLD = 200_000  # segments; below this an exact scan answers in well under 0.1 s on 2 CPU cores
 TARGET_RECALL = 0.95  # recall@10 of IVF against exact search that nprobe is tuned for
