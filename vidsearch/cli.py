@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +25,16 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+@app.callback()
+def options(verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Also show the log lines of the libraries underneath (open_clip, PyTorch, FFmpeg).")]
+        = False) -> None:
+    """Index folders of videos and search them with plain-language queries."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(name)s: %(message)s")
+
 
 IndexOption = Annotated[Optional[Path], typer.Option(
     "--index", help="Index folder [default: $VIDSEARCH_HOME, else the platform's user data folder].",
@@ -46,26 +57,45 @@ DeviceOption = Annotated[Device, typer.Option("--device", help="auto (CUDA when 
 
 
 def user_errors(command: Callable) -> Callable:
-    """Turn library errors into one line on stderr and the error's exit code (2 for bad arguments)."""
+    """Turn library errors, and SQLite and file-system failures of the index, into one line on stderr and the
+    error's exit code (2 for bad arguments); Ctrl-C and SIGTERM into one line and 130 / 143."""
 
     @wraps(command)
     def run(*args, **kwargs):
+        from .errors import storage_error
+        from .interrupts import Terminated
+
         try:
             return command(*args, **kwargs)
         except VidsearchError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted; everything committed so far is kept", err=True)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+            typer.echo(f"{how}; everything committed so far is kept", err=True)
+            raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
+        except (OSError, sqlite3.Error) as exc:
+            problem = storage_error(exc, _opened.get("path"))
+            if problem is None:
+                raise
+            typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(problem.exit_code) from None
 
     return run
+
+
+_opened: dict[str, Path] = {}  # the index folder this command opened, named in storage errors
+
+
+def note(line: str) -> None:
+    typer.echo(f"note: {line}", err=True)
 
 
 def open_index(path: Optional[Path], *, create: bool = False):
     from .indexdir import IndexDir, default_index_dir
 
-    return IndexDir(path or default_index_dir(), create=create)
+    _opened["path"] = Path(path or default_index_dir())
+    return IndexDir(_opened["path"], create=create, note=note)
 
 
 @app.command()
@@ -106,14 +136,22 @@ def index(
     """Index videos: decode, encode and store them. Unchanged files are skipped, changed ones re-encoded,
     renamed or copied ones reuse their vectors, and deleted ones are dropped.
 
-    Exit code 0 when every file is indexed, 1 when some failed (one line each), 2 for bad arguments.
+    Exit code 0 when every file is indexed (or skipped as unchanged), 1 when files failed in this run (one
+    `failed:` line each; files that failed in earlier runs are only counted) or no video was found, 2 for bad
+    arguments. A file that stopped decoding part-way is indexed up to there, with a `partial:` line.
     """
     from tqdm import tqdm
 
-    from .indexer import Indexer, find_videos
+    from .indexdir import DB_FILE, default_index_dir
+    from .indexer import VIDEO_EXTENSIONS, Indexer, check_options, find_videos
 
     started = time.perf_counter()
     files = find_videos(paths)
+    where = ", ".join(str(p) for p in paths)
+    check_options(model=model, fps=fps, window=window, segment=segment, keep_ratio=keep_ratio, workers=workers,
+                  batch=batch)
+    if not files and not (Path(index_dir or default_index_dir()) / DB_FILE).is_file():
+        raise VidsearchError(f"no videos found under {where} (looked for {' '.join(sorted(VIDEO_EXTENSIONS))})")
     idx = open_index(index_dir, create=True)
     idx.lock_for_writing()
     indexer = Indexer(idx, model=model, device=device.value, fps=fps, window=window, segment=segment,
@@ -123,25 +161,34 @@ def index(
     with tqdm(total=len(files), unit="video", desc="indexing", file=sys.stderr, disable=None) as bar:
         for result in indexer.run(paths, files=files, retry_failed=retry_failed):
             results.append(result)
-            if result.status == "failed":
-                bar.write(f"failed: {result.path}: {result.reason}", file=sys.stderr)
+            if result.status in ("failed", "partial"):
+                bar.write(f"{result.status}: {result.path}: {result.reason}", file=sys.stderr)
             video_seconds = sum(r.seconds for r in results)
             bar.set_postfix_str(f"{video_seconds / (time.perf_counter() - started):.1f} video-s/s")
             if result.status != "removed":
                 bar.update()
     idx.close()
-    counts = {s: sum(r.status == s for r in results) for s in ("indexed", "reused", "unchanged", "failed", "removed")}
-    summary = {**counts, "files": len(results), "video_seconds": round(sum(r.seconds for r in results), 3),
-               "frames": sum(r.frames for r in results), "wall_seconds": round(time.perf_counter() - started, 3),
-               "video_seconds_per_second": round(sum(r.seconds for r in results) / (time.perf_counter() - started), 3),
-               "failures": [{"path": r.path, "reason": r.reason} for r in results if r.status == "failed"]}
+    statuses = ("indexed", "partial", "reused", "unchanged", "failed", "earlier_failure", "removed")
+    counts = {s: sum(r.status == s for r in results) for s in statuses}
+    wall = time.perf_counter() - started
+    listed = {s: [{"path": r.path, "reason": r.reason} for r in results if r.status == s]
+              for s in ("failed", "partial", "earlier_failure")}
+    summary = {**{s: n for s, n in counts.items() if s != "earlier_failure"}, "files": len(results),
+               "video_seconds": round(sum(r.seconds for r in results), 3), "frames": sum(r.frames for r in results),
+               "wall_seconds": round(wall, 3), "video_seconds_per_second": round(sum(r.seconds for r in results) / wall, 3),
+               "failures": listed["failed"], "partials": listed["partial"], "earlier_failures": listed["earlier_failure"]}
     if as_json:
         typer.echo(json.dumps(summary))
     else:
-        typer.echo(f"{counts['indexed']} indexed, {counts['reused']} reused, {counts['unchanged']} unchanged, "
-                   f"{counts['failed']} failed, {counts['removed']} removed "
+        typer.echo(f"{counts['indexed']} indexed, {counts['partial']} partial, {counts['reused']} reused, "
+                   f"{counts['unchanged']} unchanged, {counts['failed']} failed, {counts['removed']} removed "
                    f"({summary['video_seconds']:.0f} s of video in {summary['wall_seconds']:.1f} s) -> {idx.path}")
-    if counts["failed"]:
+    if counts["earlier_failure"]:
+        typer.echo(f"{counts['earlier_failure']} file(s) failed in an earlier run and have not changed "
+                       f"(`vidsearch ls --state failed` lists them; --retry-failed tries them again)", err=True)
+    if not files:
+        typer.echo(f"error: no videos found under {where} (looked for {' '.join(sorted(VIDEO_EXTENSIONS))})", err=True)
+    if counts["failed"] or not files:
         raise typer.Exit(1)
 
 
@@ -187,6 +234,10 @@ def query(
         raise UsageError("-k must be at least 1")
     if open_hit is not None and not 1 <= open_hit <= k:
         raise UsageError(f"--open must be between 1 and -k ({k})")
+    if min_score is not None and not -1.0 <= min_score <= 1.0:  # also refuses nan
+        raise UsageError(f"--min-score must be a cosine similarity between -1 and 1, got {min_score}")
+    for picture in image or []:
+        _check_image(picture)
     idx = open_index(index_dir)
     if not image:
         import torch
@@ -221,6 +272,21 @@ def query(
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # all is written and nothing was changed: skip the interpreter's teardown (about 0.4 s with torch)
+
+
+def _check_image(path: Path) -> None:
+    """Refuse an --image that is missing, a folder, or not a picture, before any model loads."""
+    from .decode import read_image
+    from .errors import BadVideo
+
+    if not path.exists():
+        raise UsageError(f"--image {path}: no such file")
+    if path.is_dir():
+        raise UsageError(f"--image {path}: is a folder, not an image")
+    try:
+        read_image(path, size=16)
+    except BadVideo as exc:
+        raise UsageError(f"--image {path}: not an image or video ({exc.reason})") from None
 
 
 @app.command()
@@ -288,28 +354,70 @@ def models(as_json: JsonOption = False) -> None:
 @app.command()
 @user_errors
 def status(index_dir: IndexOption = None, as_json: JsonOption = False) -> None:
-    """Show what an index holds: videos, segments, failures, model, index type and size on disk."""
+    """Show what an index holds: videos (indexed, partial, failed), segments, model, index type and size on disk.
+    `vidsearch ls` lists the files."""
     from .report import clock
 
     idx = open_index(index_dir)
     stats = idx.db.stats()
-    store = idx.vectors()
-    size = sum(f.stat().st_size for f in idx.path.iterdir() if f.is_file())
+    store = idx.vectors(search_only=True)
+    size = sum(f.stat().st_size for f in idx.path.iterdir() if f.is_file() and f.exists())
     info = {"index": str(idx.path), **stats, "model": idx.db.get_setting("model"),
             "settings": idx.db.get_setting("settings"), "index_type": store.kind, "vectors": store.count,
-            "bytes": size, "failures": idx.db.failures()}
+            "bytes": size, "failures": idx.db.failures(), "partials": idx.db.partials()}
     if as_json:
         typer.echo(json.dumps(info))
         return
     model = info["model"] or {}
     typer.echo(f"index     {info['index']}\n"
-               f"videos    {stats['indexed']} indexed, {stats['failed']} failed ({clock(stats['seconds'])} of video)\n"
+               f"videos    {stats['indexed']} indexed, {stats['partial']} partial, {stats['failed']} failed "
+               f"({clock(stats['seconds'])} of video)\n"
                f"segments  {stats['segments']} ({stats['windows']} windows), {store.kind} with {store.count} vectors\n"
                f"model     {model.get('spec', '-')} ({model.get('fingerprint', '-')})\n"
                f"settings  {info['settings']}\n"
                f"size      {size / 1e6:.1f} MB")
+    for partial in info["partials"]:
+        typer.echo(f"partial: {partial['path']}: {partial['error']}")
     for failure in info["failures"]:
         typer.echo(f"failed: {failure['path']}: {failure['error']}")
+
+
+class State(str, Enum):
+    ok = "ok"
+    partial = "partial"
+    failed = "failed"
+
+
+@app.command(name="ls")
+@user_errors
+def list_files(
+    glob: Annotated[Optional[list[str]], typer.Argument(
+        metavar="[GLOB]...", help="Only files matching a glob (tried on the full path, the path from here and the file "
+        "name), or named literally: an indexed file, or a folder for everything under it.", show_default=False)] = None,
+    state: Annotated[Optional[State], typer.Option(
+        "--state", help="Only files in this state: ok, partial (indexed up to where decoding stopped) or failed.",
+        show_default=False)] = None,
+    index_dir: IndexOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the indexed files, sorted by path: state (and why), duration, segments and when indexed."""
+    from .report import clock
+    from .search import select_paths
+
+    idx = open_index(index_dir)
+    rows = idx.db.listing()
+    if glob:
+        chosen = set(select_paths([r["path"] for r in rows], glob))
+        rows = [r for r in rows if r["path"] in chosen]
+    if state is not None:
+        rows = [r for r in rows if r["state"] == state.value]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for r in rows:
+        length = "-" if r["duration"] is None else clock(r["duration"])
+        why = f"  ({r['reason']})" if r["reason"] else ""
+        typer.echo(f"{r['state']:<8} {length:>8} {r['segments']:>6}  {r['indexed_at'] or '-':<25}  {r['path']}{why}")
 
 
 @app.command()
@@ -425,6 +533,9 @@ def evaluate_command(
 
 def main() -> None:
     """Entry point: bad arguments become one line on stderr and exit code 2."""
+    from .interrupts import install
+
+    install()
     try:
         code = app(standalone_mode=False)
     except typer.Abort:

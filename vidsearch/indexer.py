@@ -21,6 +21,7 @@ from .windows import group_segments, slice_spans
 if TYPE_CHECKING:
     from .decoding import Window
 
+DEFAULT_MODEL = "default_model"  # the settings key of a --model given before any video was committed
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv".split())
 
@@ -30,10 +31,30 @@ class FileResult:
     """What happened to one file in an indexing run."""
 
     path: str
-    status: str  # "indexed", "reused" (same content seen at another path), "unchanged", "failed" or "removed"
+    status: str  # "indexed", "partial", "reused" (same content elsewhere), "unchanged", "failed", "earlier_failure"
+    # (failed in an earlier run, unchanged since) or "removed"
     reason: str | None = None
     seconds: float = 0.0  # seconds of video encoded in this run
     frames: int = 0  # frames decoded and encoded in this run
+
+
+def check_options(*, model: str | None = None, fps: float | None = None, window: int | None = None,
+                  segment: float | None = None, keep_ratio: float | None = None, workers: int = 1,
+                  batch: int | None = None) -> None:
+    """Refuse bad option values (UsageError, exit 2) before anything is opened, created or loaded."""
+    from . import registry
+
+    if model:
+        registry.resolve(registry.canonical_spec(model))
+    given = {"fps": fps, "window": window, "segment": segment, "keep_ratio": keep_ratio}
+    try:
+        IndexSettings(**{k: v for k, v in given.items() if v is not None}).validate()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if workers < 0:
+        raise UsageError("--workers must be 0 (decode in a thread) or more")
+    if batch is not None and batch < 1:
+        raise UsageError("--batch must be at least 1")
 
 
 def find_videos(paths: Iterable[Path]) -> list[Path]:
@@ -71,43 +92,40 @@ class Indexer:
 
         self.index = index
         recorded = index.db.get_setting("model")
-        spec = registry.canonical_spec(model) if model else (recorded["spec"] if recorded else "clip-b32")
+        # The model and settings are bound by the first committed video: an index with none takes any model.
+        self.bound = recorded is not None and index.db.segment_count() > 0
+        check_options(model=model, fps=fps, window=window, segment=segment, keep_ratio=keep_ratio, workers=workers,
+                      batch=batch)
+        chosen = recorded["spec"] if self.bound else (index.db.get_setting(DEFAULT_MODEL) or (recorded or {}).get("spec"))
+        spec = registry.canonical_spec(model) if model else (chosen or "clip-b32")
+        if model and not self.bound and index.writable:  # remembered for the next run, even if this one commits nothing
+            index.db.set_setting(DEFAULT_MODEL, spec)
         config, _ = registry.resolve(spec)
         weights = registry.weights_stamp(spec)
         self.fingerprint = registry.fingerprint(spec, weights=weights)
         # also true for a record made by the first fingerprint formula; the current one replaces it below
         same_model = recorded is not None and registry.fingerprint_matches(recorded["fingerprint"], spec, weights=weights) is not None
-        stored = index.db.get_setting("settings")
+        stored = index.db.get_setting("settings") if self.bound else None
         base = IndexSettings(**stored) if stored and not reindex else IndexSettings(fps=config.fps, window=config.window)
         settings = IndexSettings(fps=base.fps if fps is None else fps, window=base.window if window is None else window,
                                  segment=base.segment if segment is None else segment,
                                  keep_ratio=base.keep_ratio if keep_ratio is None else keep_ratio,
                                  deblock=base.deblock if deblock is None else deblock)
-        try:
-            settings.validate()
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        if recorded and not same_model and not reindex:
+        if self.bound and not same_model and not reindex:
             raise IndexProblem(f"{index.path}: this index was built with model {recorded['spec']!r}; use that model, "
                                f"another --index folder, or --reindex to rebuild it with {spec!r}")
         if stored and IndexSettings(**stored) != settings and not reindex:
             raise IndexProblem(f"{index.path}: this index was built with --fps {base.fps} --window {base.window} "
                                f"--segment {base.segment} --keep-ratio {base.keep_ratio} "
                                f"--{'' if base.deblock else 'no-'}deblock; use those, another --index folder, or --reindex")
-        if reindex and recorded and (not same_model or IndexSettings(**stored) != settings):
+        if reindex and self.bound and (not same_model or IndexSettings(**stored) != settings):
             index.reset()
-            recorded = None
-        if recorded is None:  # a new index is bound to its model and settings from the start
-            index.db.set_setting("model", {"spec": spec, "fingerprint": self.fingerprint, "name": config.name,
-                                           "dim": registry.embedding_dim(config), "weights": weights})
-            index.db.set_setting("settings", settings.to_dict())
-        elif recorded["fingerprint"] != self.fingerprint and index.writable:
+            self.bound = False
+        if self.bound and recorded["fingerprint"] != self.fingerprint and index.writable:
             index.db.set_setting("model", {**recorded, "fingerprint": self.fingerprint})
-        if workers < 0:
-            raise UsageError("--workers must be 0 (decode in a thread) or more")
+        self.model_record = {"spec": spec, "fingerprint": self.fingerprint, "name": config.name,
+                             "dim": registry.embedding_dim(config), "weights": weights}
         self.spec, self.config, self.settings, self.device, self.workers = spec, config, settings, device, workers
-        if batch is not None and batch < 1:
-            raise UsageError("--batch must be at least 1")
         self.compile, self.batch = compile, batch
         self._encoder = None
 
@@ -124,10 +142,17 @@ class Indexer:
         """Note where a pretrained model's weights are on disk, so queries can load its text tower from them."""
         from . import registry
 
-        recorded = self.index.db.get_setting("model")
         weights = registry.pretrained_file(self.config)
-        if weights and recorded.get("weights_file") != weights:
-            self.index.db.set_setting("model", {**recorded, "weights_file": weights})
+        if weights and self.model_record.get("weights_file") != weights:
+            self.model_record["weights_file"] = weights
+            if self.bound:
+                self.index.db.set_setting("model", self.model_record)
+
+    def _bind(self) -> None:
+        """Record the model and settings, in the transaction of the first video committed with them."""
+        if not self.bound:
+            self.index.db.set_setting("model", self.model_record)
+            self.index.db.set_setting("settings", self.settings.to_dict())
 
     def run(self, paths: Iterable[Path], *, files: list[Path] | None = None,
             retry_failed: bool = False) -> Iterator[FileResult]:
@@ -170,16 +195,19 @@ class Indexer:
         name = str(path)
         if not _is_utf8(name):  # SQLite stores text as UTF-8: such a name cannot be recorded
             return FileResult(printable(name), "failed", "file name is not valid UTF-8; rename the file to index it")
+        previous = self.index.db.video(name)
         try:
             stat = path.stat()
         except OSError as exc:
-            return self._fail(name, 0, 0.0, f"cannot read: {exc.strerror or exc}")
-        previous = self.index.db.video(name)
+            reason = f"cannot read: {exc.strerror or exc}"
+            if previous and previous["status"] == "failed" and previous["error"] == reason and not retry_failed:
+                return FileResult(name, "earlier_failure", reason)
+            return self._fail(name, 0, 0.0, reason)
         if previous and previous["size"] == stat.st_size and previous["mtime"] == stat.st_mtime:
-            if previous["status"] == "ok":
+            if previous["status"] == "ok" or (previous["status"] == "partial" and not retry_failed):
                 return FileResult(name, "unchanged")
             if not retry_failed:
-                return FileResult(name, "failed", previous["error"])
+                return FileResult(name, "earlier_failure", previous["error"])
         try:
             digest = file_hash(path)
         except OSError as exc:
@@ -214,11 +242,13 @@ class Indexer:
                 batch.clear()
             for event in finished:
                 path, stat, digest = files[event.key]
-                if event.error:
+                found = segments.get(event.key)
+                if event.error and not found:
                     yield self._fail(str(path), stat.st_size, stat.st_mtime, event.error)
-                else:
+                else:  # decoding that stopped part-way keeps what it got, marked partial
                     info = infos[event.key]
-                    yield self._commit(path, stat, digest, info.duration, info.fps, event.frames, segments[event.key])
+                    yield self._commit(path, stat, digest, info.duration, info.fps, event.frames, found,
+                                       partial=event.error, covered=event.covered if event.error else None)
                 segments.pop(event.key, None)
             finished.clear()
 
@@ -265,36 +295,45 @@ class Indexer:
         return [*found, Segment("window", spans[0][0], spans[-1][1], l2_normalize(whole))]
 
     def _fail(self, path: str, size: int, mtime: float, reason: str) -> FileResult:
-        old_ids = self.index.db.segment_ids(path)
-        store = self.index.vectors() if len(old_ids) else None  # loaded before SQLite changes, so updated once
-        self.index.db.save_failure(path=path, size=size, mtime=mtime, error=reason)
-        if store is not None:
-            store.remove(old_ids)
-            self.index.changed_vectors()
+        db = self.index.db
+
+        def write():
+            old_ids = db.segment_ids(path)
+            db.save_failure(path=path, size=size, mtime=mtime, error=reason)
+            return old_ids, []
+
+        self.index.commit(write)
         return FileResult(path, "failed", reason)
 
     def _reuse(self, name: str, source: str, stat: os.stat_result) -> FileResult:
         """A renamed or copied file: take the vectors of the same content, no decoding or encoding."""
-        store = self.index.vectors()  # loaded before SQLite changes, so updated exactly once
-        old_ids = self.index.db.segment_ids(name)
-        new_ids = self.index.db.copy_video(source, path=name, size=stat.st_size, mtime=stat.st_mtime)
-        ids, vectors = self.index.db.segment_vectors(self.index.dim, ids=new_ids)
-        store.remove(old_ids)
-        store.add(ids, vectors)
-        self.index.changed_vectors()
+        db = self.index.db
+
+        def write():
+            with db.db.atomic():
+                old_ids = db.segment_ids(name)
+                return old_ids, db.copy_video(source, path=name, size=stat.st_size, mtime=stat.st_mtime)
+
+        self.index.commit(write)
         return FileResult(name, "reused")
 
     def _commit(self, path: Path, stat: os.stat_result, digest: str, duration: float, fps: float, frames: int,
-                segments: list[Segment]) -> FileResult:
-        """One transaction for the video's row, segments and vectors; then FAISS."""
-        name = str(path)
-        store = self.index.vectors()  # loaded before SQLite changes, so updated exactly once
-        old_ids = self.index.db.segment_ids(name)
-        new_ids = self.index.db.save_video(path=name, size=stat.st_size, mtime=stat.st_mtime, hash=digest,
-                                           duration=duration, fps=fps, frames=frames, segments=segments)
-        store.remove(old_ids)
-        store.add(np.asarray(new_ids, dtype=np.int64), np.stack([s.vector for s in segments if s.level == "segment"]))
-        self.index.changed_vectors()
+                segments: list[Segment], *, partial: str | None = None, covered: float | None = None) -> FileResult:
+        """One transaction for the video's row, segments and vectors (and, for the first video, the model); then FAISS."""
+        name, db = str(path), self.index.db
+
+        def write():
+            with db.db.atomic():
+                self._bind()
+                old_ids = db.segment_ids(name)
+                return old_ids, db.save_video(path=name, size=stat.st_size, mtime=stat.st_mtime, hash=digest,
+                                              duration=duration, fps=fps, frames=frames, segments=segments,
+                                              partial=partial, covered=covered)
+
+        self.index.commit(write)
+        self.bound = True
+        if partial:
+            return FileResult(name, "partial", partial, seconds=covered or 0.0, frames=frames)
         return FileResult(name, "indexed", seconds=duration, frames=frames)
 
 

@@ -75,11 +75,18 @@ def best_per_video(moments: list[Moment]) -> list[Moment]:
     return [m for m in moments if not (m.video_id in seen or seen.add(m.video_id))]
 
 
-def path_matches(path: str, patterns: list[str]) -> bool:
-    """Does `path` match any glob, tried on the whole path, on the glob made absolute, and on the file name?"""
-    name = os.path.basename(path)
-    return any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(path, os.path.abspath(os.path.expanduser(p)))
-               or fnmatch.fnmatchcase(name, p) for p in patterns)
+def select_paths(paths: list[str], patterns: list[str]) -> list[str]:
+    """The paths that any pattern selects. A pattern naming one of `paths`, or a folder above some of them, selects
+    those literally (brackets and all); otherwise it is a glob tried on the whole path, on the glob made absolute,
+    and on the file name."""
+    known = set(paths)
+    literal = [os.path.abspath(os.path.expanduser(p)) for p in patterns]
+    folders = [p.rstrip(os.sep) + os.sep for p in literal if p not in known]
+    globs = [g for p, a in zip(patterns, literal) if a not in known for g in {p, a}]
+    files = {a for a in literal if a in known}
+    return [path for path in paths
+            if path in files or path.startswith(tuple(folders))
+            or any(fnmatch.fnmatchcase(path, g) or fnmatch.fnmatchcase(os.path.basename(path), g) for g in globs)]
 
 
 class Searcher:
@@ -90,7 +97,7 @@ class Searcher:
         from .device import resolve_device
 
         recorded = index.db.get_setting("model")
-        if recorded is None:
+        if recorded is None or index.db.segment_count() == 0:
             raise IndexProblem(f"{index.path}: the index is empty; run `vidsearch index PATH` first")
         if registry.fingerprint_matches(recorded["fingerprint"], recorded["spec"], weights=recorded.get("weights")) is None:
             raise IndexProblem(f"{index.path}: model {recorded['spec']!r} changed since this index was built; re-index")
@@ -137,7 +144,8 @@ class Searcher:
         query = self.query_vector(terms)
         only = None
         if paths:
-            videos = [v["id"] for v in self.index.db.videos() if v["status"] == "ok" and path_matches(v["path"], paths)]
+            indexed = {v["path"]: v["id"] for v in self.index.db.videos() if v["status"] != "failed"}
+            videos = [indexed[p] for p in select_paths(list(indexed), paths)]
             only = self.index.db.segment_ids_of(videos)
             if not len(only):
                 return []
