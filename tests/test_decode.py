@@ -94,6 +94,7 @@ def noisy_frame(index: int, width: int, height: int) -> np.ndarray:
     return np.clip(img + rng.integers(-40, 40, img.shape), 0, 255).astype(np.uint8)
 
 
+@pytest.mark.slow
 def test_skipping_the_deblocking_filter_keeps_the_timing_and_nearly_the_pixels(tmp_path):
     path = write_video(tmp_path / "noisy.mp4", seconds=3, fps=30, size=(320, 240), frame_fn=noisy_frame)
     exact = list(sample_frames(path, fps=2, size=96))

@@ -16,6 +16,8 @@ from media import write_bad_files, write_video
 from vidsearch.indexdir import IndexDir
 from vidsearch.registry import registry_dir
 
+pytestmark = pytest.mark.slow  # every test here runs the CLI on videos it indexes
+
 
 def test_modify_delete_rename_add_redo_only_the_changed_work(tmp_path):
     videos, home = library(tmp_path / "videos"), tmp_path / "index"
@@ -62,7 +64,7 @@ def test_windows_batched_across_files_give_the_vectors_of_one_at_a_time(tmp_path
     assert run_cli("verify", home=batched).returncode == 0
 
 
-@pytest.mark.parametrize("point", ["decode", "between-videos", "faiss-write"])
+@pytest.mark.parametrize("point", ["decode", "between-videos", "faiss-write", "faiss-stamp"])
 def test_sigkill_anywhere_then_rerun_equals_a_clean_run(tmp_path, point):
     videos = library(tmp_path / "videos")
     clean, crashed = tmp_path / "clean", tmp_path / "crashed"

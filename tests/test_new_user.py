@@ -142,3 +142,15 @@ def test_library_log_lines_stay_out_of_the_output(tmp_path):
     assert "WARNING" not in quiet.stderr + quiet.stdout
     loud = run_cli("--verbose", "query", "shape", "--index", str(home))
     assert "No pretrained weights loaded" in loud.stderr
+
+
+@pytest.mark.slow
+def test_a_video_whose_timestamps_start_at_an_hour_is_indexed_from_zero(tmp_path):
+    videos, home = tmp_path / "videos", tmp_path / "index"
+    late = write_video(videos / "late.mkv", seconds=10, fps=5, size=(96, 64), codec="mpeg4", start=3600)
+    summary = run_json("index", str(videos), "--model", "tiny", "--segment", "2", home=home)
+    assert summary["video_seconds"] == pytest.approx(10, abs=0.3)
+    (row,) = run_json("ls", home=home)
+    assert row["path"] == str(late) and row["duration"] == pytest.approx(10, abs=0.3) and row["state"] == "ok"
+    hits = run_json("query", "shape", "-k", "20", home=home)["hits"]
+    assert min(h["start"] for h in hits) == pytest.approx(0) and max(h["end"] for h in hits) <= 10.3

@@ -21,6 +21,7 @@ from vidsearch.faiss_backend import import_faiss
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_wheel_contains_the_registry_and_the_console_script(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path),
                     str(ROOT)], check=True, capture_output=True)

@@ -18,6 +18,8 @@ from cli_helpers import run_cli, run_json
 from vidsearch.decode import read_image, sample_frames
 from vidsearch.thumbnails import jpeg
 
+pytestmark = pytest.mark.slow  # every test here runs the CLI on videos it indexes
+
 SEGMENT = 2.0  # short segments, so a scene of 8 s spans four of them
 
 

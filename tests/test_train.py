@@ -167,6 +167,7 @@ def snapshot(root):
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["folder of other files", "regular file"])
 def test_train_refuses_an_out_that_is_not_a_checkpoint_and_leaves_it_byte_equal(synthetic, tmp_path, case):
     out = tmp_path / "precious"
@@ -194,6 +195,7 @@ def short_run(synthetic, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_resume_with_nothing_to_resume_is_an_error(synthetic, tmp_path):
     (tmp_path / "empty").mkdir()
     for out in (tmp_path / "missing", tmp_path / "empty"):
@@ -202,6 +204,7 @@ def test_resume_with_nothing_to_resume_is_an_error(synthetic, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"] and not any((tmp_path / "empty").iterdir())
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_flag_that_conflicts_with_the_saved_run_by_name(synthetic, short_run):
     before = snapshot(short_run.parent)
     proc = run_cli("train", str(synthetic[0]), "--out", str(short_run), "--resume", "--frames", "8", "--steps", "3",
@@ -227,6 +230,7 @@ def test_resume_may_change_the_steps_and_takes_the_rest_from_the_saved_run(synth
     assert (saved["steps"], saved["checkpoint_every"], saved["frames"], saved["batch_size"], saved["lr"]) == (4, 3, 4, 8, 1e-3)
 
 
+@pytest.mark.slow
 def test_a_malicious_train_state_is_refused_and_runs_no_code(synthetic, short_run, tmp_path):
     class Payload:
         def __init__(self, marker):

@@ -30,6 +30,7 @@ def hf_home(tmp_path_factory):
     return home
 
 
+@pytest.mark.slow
 def test_clip_b32_indexes_from_cached_weights_offline(hf_home, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(hf_home))
     monkeypatch.setenv("HF_ENDPOINT", "http://no-such-host.invalid")  # only the cache can answer
@@ -52,6 +53,7 @@ def test_clip_b32_indexes_from_cached_weights_offline(hf_home, tmp_path, monkeyp
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "HF_HOME": str(hf_home)})
 
 
+@pytest.mark.slow
 def test_weights_neither_cached_nor_reachable_give_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("HF_ENDPOINT", "http://no-such-host.invalid")
@@ -61,6 +63,7 @@ def test_weights_neither_cached_nor_reachable_give_one_line(tmp_path, monkeypatc
     assert len(lines) == 1 and "--model tiny" in lines[0] and "cannot be reached" in lines[0], proc.stderr
 
 
+@pytest.mark.slow
 def test_the_text_tower_loads_from_a_torch_pickle_as_from_safetensors(hf_home, tmp_path):
     from safetensors.torch import load_file
 

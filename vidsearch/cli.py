@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable
 from enum import Enum
@@ -84,6 +85,7 @@ def user_errors(command: Callable) -> Callable:
     return run
 
 
+_finished_read_only = threading.Event()  # set by a command that changed nothing, so main() may exit at once
 _opened: dict[str, Path] = {}  # the index folder this command opened, named in storage errors
 
 
@@ -269,9 +271,7 @@ def query(
         command = play(chosen.path, chosen.start)
         if command is not None:
             typer.echo(f"no player found (mpv or ffplay); to watch moment {open_hit}, run:\n  {command}", err=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)  # all is written and nothing was changed: skip the interpreter's teardown (about 0.4 s with torch)
+    _finished_read_only.set()
 
 
 def _check_image(path: Path) -> None:
@@ -549,4 +549,8 @@ def main() -> None:
         if exc.format_message():  # empty when no arguments were given and the help was shown
             typer.echo(f"error: {exc.format_message()}{hint}", err=True)
         code = getattr(exc, "exit_code", 2)
+    if _finished_read_only.is_set():  # all is written and nothing was changed: skip the interpreter's teardown
+        sys.stdout.flush()  # (about 0.4 s once torch is loaded)
+        sys.stderr.flush()
+        os._exit(code or 0)
     sys.exit(code or 0)
