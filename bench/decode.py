@@ -25,7 +25,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vidsearch.decode import sample_frames
+from vidsearch.frames import sample_frames
 
 CASES = [  # name, codec, container, width, height, share of --seconds (the reference case is full length), crf, busy
     ("H.264 720p", "libx264", "mp4", 1280, 720, 1.0, "23", False),

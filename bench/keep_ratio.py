@@ -95,7 +95,7 @@ def encode_rate(encoder, windows: list[np.ndarray], keep_ratio: float, repeat: i
 
 def tiny_windows(model: Path, videos: Path) -> list[np.ndarray]:
     """The held-out videos cut into the index's windows (8 frames at 1 fps), decoded once."""
-    from vidsearch.decoding import DecodeJob, Window, decode_all
+    from vidsearch.decode_workers import DecodeJob, Window, decode_all
     from vidsearch.registry import resolve
 
     config, _ = resolve(str(model))

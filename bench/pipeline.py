@@ -67,7 +67,7 @@ def main() -> None:
     import vidsearch
     from vidsearch import registry
     from vidsearch.config import IndexSettings
-    from vidsearch.decoding import DecodeJob, Window, decode_all
+    from vidsearch.decode_workers import DecodeJob, Window, decode_all
     from vidsearch.encoder import Encoder
 
     out = args.out.resolve()

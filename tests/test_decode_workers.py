@@ -7,7 +7,7 @@ import signal
 import pytest
 from media import write_video
 
-from vidsearch.decoding import DecodeJob, Finished, Started, Window, decode_all
+from vidsearch.decode_workers import DecodeJob, Finished, Started, Window, decode_all
 from vidsearch.faults import KILL_AT
 
 

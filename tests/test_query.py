@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from cli_helpers import run_cli, run_json
 
-from vidsearch.decode import read_image, sample_frames
+from vidsearch.frames import read_image, sample_frames
 from vidsearch.thumbnails import jpeg
 
 pytestmark = pytest.mark.slow  # every test here runs the CLI on videos it indexes

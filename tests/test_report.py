@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from media import level, measured_level, write_video
 
-from vidsearch.decode import read_image
+from vidsearch.frames import read_image
 from vidsearch.player import play, player_command
 from vidsearch.report import as_json, clock, html_report, table
 from vidsearch.search import Moment

@@ -276,8 +276,8 @@ def query(
 
 def _check_image(path: Path) -> None:
     """Refuse an --image that is missing, a folder, or not a picture, before any model loads."""
-    from .decode import read_image
     from .errors import BadVideo
+    from .frames import read_image
 
     if not path.exists():
         raise UsageError(f"--image {path}: no such file")

@@ -57,7 +57,7 @@ def read_manifest(path: Path) -> tuple[list[Pair], list[ManifestProblem]]:
 def load_pairs(manifest: str | Path) -> tuple[list[Pair], list[ManifestProblem]]:
     """The manifest's pairs whose video opens and whose span starts before the video ends; every other line becomes
     a problem with its line number."""
-    from .decode import probe
+    from .frames import probe
 
     pairs, problems = read_manifest(Path(manifest))
     usable = []
@@ -142,7 +142,7 @@ class ClipDataset:
         """All frames of the pair's span at `fps`. Raises BadVideo for unreadable videos."""
         if index in self._decoded:
             return self._decoded[index]
-        from .decode import sample_frames
+        from .frames import sample_frames
 
         pair = self.pairs[index]
         start = pair.start or 0.0

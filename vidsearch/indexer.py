@@ -19,7 +19,7 @@ from .indexdir import IndexDir
 from .windows import group_segments, slice_spans
 
 if TYPE_CHECKING:
-    from .decoding import Window
+    from .decode_workers import Window
 
 DEFAULT_MODEL = "default_model"  # the settings key of a --model given before any video was committed
 VIDEO_EXTENSIONS = frozenset(
@@ -224,7 +224,7 @@ class Indexer:
         """Decode (in worker processes) and encode (here) overlapped; commit each video when its last window is in."""
         if not files:
             return
-        from .decoding import DecodeJob, Finished, Started, Window, decode_all
+        from .decode_workers import DecodeJob, Finished, Started, Window, decode_all
 
         encoder, settings = self.encoder, self.settings
         jobs = [DecodeJob(key, path, settings.fps, encoder.image_size, settings.window, settings.deblock)

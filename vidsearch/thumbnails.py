@@ -8,8 +8,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .decode import frame_at, read_image, sample_frames
 from .errors import BadVideo
+from .frames import frame_at, read_image, sample_frames
 
 
 def moment_frames(path: str, start: float, end: float, *, count: int, size: int) -> list[tuple[float, np.ndarray]]:

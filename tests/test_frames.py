@@ -1,4 +1,4 @@
-"""decode.py on generated videos: sampling times and content, codecs, rotation, cropping, bad files."""
+"""frames.py on generated videos: sampling times and content, codecs, rotation, cropping, bad files."""
 
 import math
 import os
@@ -18,9 +18,9 @@ from media import (
     write_with_audio,
 )
 
-from vidsearch.decode import VideoInfo, _decode, probe, sample_frames
-from vidsearch.decoding import DecodeJob, Finished, Started, Window, decode_job
+from vidsearch.decode_workers import DecodeJob, Finished, Started, Window, decode_job
 from vidsearch.errors import BadVideo
+from vidsearch.frames import VideoInfo, _decode, probe, sample_frames
 
 TOLERANCE = 12  # gray levels; neighbouring frames differ by at least 37
 

@@ -78,7 +78,7 @@ _DONE = object()  # the pool thread's last item: every file has finished
 
 def decode_job(job: DecodeJob) -> Iterator[Event]:
     """Started, then the file's windows in order, then Finished (with the reason if it failed or stopped early)."""
-    from .decode import Coverage, probe, sample_frames
+    from .frames import Coverage, probe, sample_frames
 
     count = 0
     coverage = Coverage()
