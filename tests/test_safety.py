@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 
@@ -238,3 +239,24 @@ def test_sigterm_from_outside_mid_run(tmp_path):
     code = run.wait(timeout=120)
     assert code in (0, 143), run.stderr.read()
     assert run_cli("verify", home=home).returncode == 0
+
+
+def test_an_index_made_before_the_generation_counter_is_upgraded_without_re_encoding(clean, tmp_path):
+    videos, source, clean_hits = clean
+    home = tmp_path / "index"
+    shutil.copytree(source, home)
+    con = sqlite3.connect(home / "vidsearch.db")  # back to the schema of m001 + m002, with its old FAISS checksum
+    with con:
+        for trigger in ("segment_added", "segment_removed", "segment_changed"):
+            con.execute(f"DROP TRIGGER {trigger}")
+        con.execute("DROP TABLE vector_generation")
+        con.execute("DROP INDEX idx_segments_level_video_id")
+        con.execute("ALTER TABLE videos DROP COLUMN covered")
+        con.execute("DELETE FROM settings WHERE key = 'faiss'")
+        con.execute("INSERT INTO settings VALUES ('faiss_checksum', '[4, 10]')")
+        con.execute("DELETE FROM _sqlite_migrations WHERE name IN ('m003_vector_generation', 'm004_partial_videos')")
+    con.close()
+    again = run_json("index", str(videos), home=home)
+    assert (again["unchanged"], again["indexed"], again["frames"]) == (2, 0, 0)
+    assert run_cli("verify", home=home).returncode == 0
+    assert _hits(home) == (clean_hits, [])
