@@ -93,8 +93,11 @@ class Searcher:
     """Answers queries against one index with the model that built it."""
 
     def __init__(self, index: IndexDir, *, device: str = "auto"):
+        """`device` cuda puts the model and the vector search on the GPU. auto keeps the model on the CPU (one text
+        takes 0.03 s there, less than starting CUDA) and searches on the GPU only when `search_on_gpu` says the index
+        is large enough to pay for starting CUDA and copying the vectors over."""
         from . import registry
-        from .device import resolve_device
+        from .device import resolve_device, search_on_gpu
 
         recorded = index.db.get_setting("model")
         if recorded is None or index.db.segment_count() == 0:
@@ -102,12 +105,15 @@ class Searcher:
         if registry.fingerprint_matches(recorded["fingerprint"], recorded["spec"], weights=recorded.get("weights")) is None:
             raise IndexProblem(f"{index.path}: model {recorded['spec']!r} changed since this index was built; re-index")
         self.index = index
-        self.spec, self.device = recorded["spec"], resolve_device(device).type
+        resolved = resolve_device(device)
+        self.spec, self.device = recorded["spec"], "cuda" if device == "cuda" else "cpu"
         self.weights_file = recorded.get("weights_file")
         self.settings = index.db.get_setting("settings")
         self._text_encoder = self._full_encoder = None
         vectors = index.vectors(search_only=True)
-        self.vectors = vectors.on_gpu() if self.device == "cuda" else vectors
+        scanned = vectors.count if vectors.ivf is None else -(-vectors.count * vectors.nprobe // vectors.ivf.nlist)
+        gpu = device == "cuda" or search_on_gpu(vectors.count, resolved, dim=vectors.dim, scanned=scanned)
+        self.vectors = vectors.on_gpu() if gpu else vectors
 
     def encoder(self, *, images: bool):
         """The text tower alone for words (fast to load); the whole model when an image must be encoded."""
