@@ -134,7 +134,7 @@ class Searcher:
         encoder = self.encoder(images=bool(images))
         parts = list(encoder.encode_text([t.text for t in texts])) if texts else []
         if images:
-            from .decode import read_image
+            from .frames import read_image
 
             frames = max(round(self.settings["segment"] * self.settings["fps"]), 1)
             parts += [encoder.encode_image(read_image(t.image, size=encoder.image_size), frames=frames) for t in images]
