@@ -2,6 +2,7 @@
 argument errors and quiet output."""
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -154,3 +155,19 @@ def test_a_video_whose_timestamps_start_at_an_hour_is_indexed_from_zero(tmp_path
     assert row["path"] == str(late) and row["duration"] == pytest.approx(10, abs=0.3) and row["state"] == "ok"
     hits = run_json("query", "shape", "-k", "20", home=home)["hits"]
     assert min(h["start"] for h in hits) == pytest.approx(0) and max(h["end"] for h in hits) <= 10.3
+
+
+@pytest.mark.slow
+def test_index_says_in_one_line_why_a_visible_gpu_is_not_used(tmp_path):
+    videos, home = library(tmp_path / "videos", names=("a",)), tmp_path / "index"
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\necho 535.104.05\n")  # an R535 driver: too old for CUDA 13 builds
+    (fake / "nvidia-smi").chmod(0o755)
+    path = f"{fake}:{os.environ['PATH']}"
+    proc = run_cli("index", str(videos), "--model", "tiny", home=home, env={"PATH": path})
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and "535.104.05" in notes[0] and "pip install torch==" in notes[0]
+    quiet = run_cli("index", str(videos), "--model", "tiny", "--device", "cpu", "--json", home=tmp_path / "other",
+                    env={"PATH": path})
+    assert json.loads(quiet.stdout)["indexed"] == 1 and "note: " not in quiet.stderr  # asked for the CPU: nothing to say

@@ -132,8 +132,11 @@ class Indexer:
     @property
     def encoder(self):
         if self._encoder is None:
+            from .device import fallback_note
             from .encoder import Encoder
 
+            if line := fallback_note(self.device):  # a GPU is there but CUDA is not usable: say why, once
+                self.index.note(line)
             self._encoder = Encoder.load(self.spec, self.device, compile=self.compile)
             self._record_weights_file()
         return self._encoder
