@@ -414,10 +414,13 @@ def list_files(
     if as_json:
         typer.echo(json.dumps(rows))
         return
+    lines = []
     for r in rows:
         length = "-" if r["duration"] is None else clock(r["duration"])
         why = f"  ({r['reason']})" if r["reason"] else ""
-        typer.echo(f"{r['state']:<8} {length:>8} {r['segments']:>6}  {r['indexed_at'] or '-':<25}  {r['path']}{why}")
+        lines.append(f"{r['state']:<8} {length:>8} {r['segments']:>6}  {r['indexed_at'] or '-':<25}  {r['path']}{why}")
+    if lines:
+        typer.echo("\n".join(lines))
 
 
 @app.command()
@@ -453,6 +456,11 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out (optimizer, step, data order).")]
         = False,
     seed: Annotated[int, typer.Option(help="Seed for data order, crops and masks.")] = 0,
+    workers: Annotated[Optional[int], typer.Option(
+        help="Decoding processes per training process (0: a thread) [default: the cores left over, 1 to 8].",
+        show_default=False)] = None,
+    log_every: Annotated[int, typer.Option(help="Report the loss (progress bar and train_log.jsonl) every N steps "
+                                                "and at the last; each report waits for the GPU.")] = 10,
     device: DeviceOption = Device.auto,
     as_json: JsonOption = False,
 ) -> None:
@@ -466,7 +474,7 @@ def train(
         manifest=str(manifest), out=str(out), model=model, val=str(val) if val else None, frames=frames, fps=fps,
         mask_ratio=mask_ratio, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup,
         train_last=train_last, mixing=mixing, group_by_video=group_by_video, grad_checkpointing=grad_checkpointing,
-        checkpoint_every=checkpoint_every, device=device.value, seed=seed)
+        checkpoint_every=checkpoint_every, device=device.value, seed=seed, workers=workers, log_every=log_every)
     bar = tqdm(unit="step", desc="training", file=sys.stderr, disable=None)
     last = {}
 
@@ -496,6 +504,7 @@ def train(
 
 def _evaluate(model: str, manifest: Path, *, frames: Optional[int], fps: Optional[float], device: str) -> dict:
     from .data import load_pairs
+    from .device import fallback_note
     from .encoder import Encoder
     from .evaluate import evaluate
 
@@ -504,6 +513,8 @@ def _evaluate(model: str, manifest: Path, *, frames: Optional[int], fps: Optiona
         typer.echo(f"skipped: {problem}", err=True)
     if len(pairs) < 2:
         raise UsageError(f"{manifest}: fewer than 2 usable pairs to evaluate on")
+    if line := fallback_note(device):
+        note(line)
     encoder = Encoder.load(model, device)
     return evaluate(encoder, pairs, frames=frames or encoder.config.window, fps=fps or encoder.config.fps)
 
