@@ -158,3 +158,126 @@ def write_bad_files(folder: str | Path) -> dict[str, Path]:
         "truncated": write_truncated(folder / "truncated.mp4"),
         "audio_only": write_audio_only(folder / "audio_only.mp4"),
     }
+
+
+# An ASS header: FFmpeg's text subtitle encoders (subrip, mov_text, webvtt, ass) need one to open.
+_ASS_HEADER = b"""[Script Info]
+ScriptType: v4.00+
+PlayResX: 384
+PlayResY: 288
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, \
+StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding
+Style: Default,Arial,16,&Hffffff,&Hffffff,&H0,&H0,0,0,0,0,100,100,0,0,1,1,0,2,10,10,10,0
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+"""
+
+Cue = tuple[float, float, str | bytes]
+
+
+def write_subtitled_video(
+    path: str | Path,
+    cues: list[Cue],
+    *,
+    codec: str = "subrip",
+    language: str | None = None,
+    seconds: float = 4.0,
+    fps: int = 10,
+    start: float = 0.0,
+    bitmap_stream: bool = False,
+) -> Path:
+    """Write an h264 video (stream 0) with a text subtitle stream (stream 1) of `codec`: subrip, ass, webvtt (mkv) or
+    mov_text (mp4).
+
+    Each cue is (start, end, text) in seconds of the video; a `str` text is encoded as an ASS dialogue text
+    (`{\\i1}` tags, `\\N` line breaks), `bytes` are written as the packet as they are (to write damaged data).
+    Every timestamp is `start` seconds later, the video's included. `bitmap_stream` adds a DVD (bitmap)
+    subtitle stream (stream 2) with one packet that is never decoded.
+    """
+    from av.subtitles.subtitle import SubtitleSet
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        video.time_base = video.codec_context.time_base = Fraction(1, fps)
+        subtitles = out.add_stream(codec)
+        subtitles.codec_context.subtitle_header = _ASS_HEADER
+        if language:
+            subtitles.metadata["language"] = language
+        bitmap = out.add_stream("dvd_subtitle") if bitmap_stream else None
+        for i in range(round(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(index_frame(i, 160, 120), format="rgb24")
+            frame.pts, frame.time_base = i + round(start * fps), Fraction(1, fps)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        time_base = subtitles.time_base  # known once the header is written
+        for begin, end, text in cues:
+            pts, duration = round((start + begin) / time_base), round((end - begin) / time_base)
+            if isinstance(text, str):
+                cue = SubtitleSet.create(f"0,0,Default,,0,0,0,,{text}".encode(), 0, round((end - begin) * 1000), pts=pts)
+                packet = subtitles.codec_context.encode_subtitle(cue)
+            else:
+                packet = av.Packet(text)
+                packet.pts = packet.dts = pts
+            packet.stream, packet.time_base, packet.duration = subtitles, time_base, duration
+            out.mux(packet)
+        if bitmap is not None:
+            packet = av.Packet(b"\x00\x10\x00\x08" + bytes(12))  # an SPU header and nothing worth drawing
+            packet.stream, packet.time_base = bitmap, bitmap.time_base
+            packet.pts = packet.dts = round((start + 0.5) / bitmap.time_base)
+            packet.duration = round(1 / bitmap.time_base)
+            out.mux(packet)
+    return path
+
+
+def speak(text: str, *, voice: str = "en-us+f2", words_per_minute: int = 140) -> np.ndarray:
+    """`text` spoken by espeak-ng (a Debian package), as 48 kHz mono float32 samples."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("espeak-ng is not installed: `bash .ci/setup test` installs it (apt-get install espeak-ng)")
+    with tempfile.TemporaryDirectory() as folder:
+        wav = Path(folder) / "speech.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(wav), text], check=True)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=48000)
+        with av.open(str(wav)) as container:
+            frames = [f for frame in container.decode(audio=0) for f in resampler.resample(frame)]
+        frames += resampler.resample(None)
+    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32)
+
+
+def write_speech_video(path: str | Path, speech: np.ndarray, *, offset: float, seconds: float, fps: int = 10) -> Path:
+    """Write a video of `seconds` whose audio track is silent but for `speech` (48 kHz mono float32) at `offset`.
+
+    The codecs follow the extension: h264 + AAC for .mp4 and .mkv, VP9 + Opus for .webm.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate, chunk = 48000, 960
+    track = np.zeros(round(seconds * rate), np.float32)
+    at = round(offset * rate)
+    track[at : at + len(speech)] = speech[: len(track) - at]
+    webm = path.suffix.lower() == ".webm"
+    vcodec, acodec = ("libvpx-vp9", "libopus") if webm else ("libx264", "aac")
+    with av.open(str(path), "w") as out:
+        video = out.add_stream(vcodec, rate=fps, options=_FAST.get(vcodec, {}))
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        audio = out.add_stream(acodec, rate=rate, layout="mono")
+        for i in range(round(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(index_frame(i, 160, 120), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        for begin in range(0, len(track), chunk):
+            frame = av.AudioFrame.from_ndarray(track[None, begin : begin + chunk], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, begin, Fraction(1, rate)
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+    return path
