@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidsearch.data import Pair, epoch_batches, load_pairs, read_manifest
+from vidsearch.data import ClipDataset, Pair, epoch_batches, load_pairs, read_manifest, span_bytes, span_frames
 from vidsearch.loss import ContrastiveLoss
 from vidsearch.train import get_lr
 
@@ -76,6 +76,31 @@ def test_lines_whose_video_is_unreadable_or_starts_past_its_end_are_skipped(tmp_
     assert [p.line for p in problems] == [3, 4, 5]
     assert "start (4 s) is not before the video's end (4 s)" in problems[0].reason
     assert "start (100 s)" in problems[1].reason and "unreadable video" in problems[2].reason
+
+
+def test_the_cache_is_sized_by_the_spans_it_holds_not_by_the_clip_length(tmp_path):
+    from dataclasses import replace
+
+    from media import write_video
+
+    write_video(tmp_path / "four.mp4", seconds=4, fps=10)
+    manifest = write_lines(tmp_path / "pairs.jsonl", [
+        {"video": "four.mp4", "caption": "whole"},
+        {"video": "four.mp4", "start": 1, "caption": "from 1 s to the end"},
+        {"video": "four.mp4", "start": 0, "end": 2, "caption": "the first 2 s"},
+        {"video": "four.mp4", "start": 3.5, "end": 100, "caption": "ends after the end"},
+        {"video": "four.mp4", "start": 1, "end": 1.3, "caption": "shorter than a frame interval"},
+    ])
+    pairs, problems = load_pairs(manifest)
+    assert problems == [] and [p.video_duration for p in pairs] == [4.0] * 5
+    for fps in (1.0, 2.0, 3.0):
+        dataset = ClipDataset(pairs, frames=16, fps=fps, size=8, cache=True)  # 16 frames: more than most spans hold
+        decoded = [dataset.decoded(i) for i in range(len(pairs))]
+        assert [span_frames(p, fps) for p in pairs] == [len(frames) for frames in decoded]
+        assert span_bytes(pairs, fps=fps, size=8) == sum(frames.nbytes for frames in decoded)
+    assert [span_frames(p, 2.0) for p in pairs] == [8, 6, 4, 1, 1]
+    # a pair straight from the manifest, not yet probed, is probed when its span runs to the video's end
+    assert span_frames(replace(pairs[1], video_duration=None), 2.0) == 6
 
 
 def test_csv_manifests_work_too(videos):

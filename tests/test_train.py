@@ -14,8 +14,12 @@ import torch
 from cli_helpers import run_cli, run_json
 
 
+def log(folder):
+    return [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+
+
 def losses(folder):
-    return [json.loads(line)["loss"] for line in (folder / "train_log.jsonl").read_text().splitlines()]
+    return [line["loss"] for line in log(folder)]
 
 
 @pytest.mark.slow
@@ -24,8 +28,9 @@ def test_training_learns_far_above_chance(trained_tiny):
     assert summary["step"] == 150 and summary["checkpoint"] == str(folder)
     config = json.loads((folder / "config.json").read_text())
     assert config["temporal_mixing"] == "joint" and config["clip_frames"] == 8
+    assert [line["step"] for line in log(folder)] == list(range(10, 151, 10))  # every --log-every 10 steps by default
     curve = losses(folder)
-    assert len(curve) == 150 and sum(curve[-10:]) / 10 < 0.7 * sum(curve[:10]) / 10
+    assert sum(curve[-3:]) / 3 < 0.7 * sum(curve[:3]) / 3
     # 16 held-out scenes with (almost) unique captions: chance R@1 is about 1/16
     assert summary["val"]["t2v_r1"] >= 0.25, summary["val"]
     assert summary["val"]["t2v_r5"] >= 0.6, summary["val"]
@@ -63,7 +68,7 @@ def test_the_trained_model_finds_the_right_moment(trained_tiny, synthetic, tmp_p
 
 
 RESUMABLE = ["--model", "tiny", "--frames", "8", "--steps", "30", "--batch-size", "16", "--lr", "1e-3",
-             "--checkpoint-every", "5", "--device", "cpu"]
+             "--checkpoint-every", "5", "--device", "cpu", "--log-every", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -74,20 +79,23 @@ def whole_run(synthetic, tmp_path_factory):
     return losses(out)
 
 
-def killed_run(manifest, out, point):
-    """Start the RESUMABLE run into `out` and SIGKILL it at the named crash point."""
-    proc = run_cli("train", str(manifest), *RESUMABLE, "--out", str(out), env={"VIDSEARCH_TEST_KILL_AT": point}, check=None)
+def killed_run(manifest, out, point, *extra):
+    """Start the RESUMABLE run (with `extra` flags) into `out` and SIGKILL it at the named crash point."""
+    proc = run_cli("train", str(manifest), *RESUMABLE, *extra, "--out", str(out), env={"VIDSEARCH_TEST_KILL_AT": point},
+                   check=None)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
 
 
 @pytest.mark.slow
 def test_resume_after_a_kill_retraces_the_uninterrupted_run(synthetic, whole_run, tmp_path):
     killed = tmp_path / "killed"
-    killed_run(synthetic[0], killed, "train-step@12")
-    assert _checkpoint_step(killed) == 10 and len(losses(killed)) == 10  # the last checkpoint, at step 10
+    # logged every 3 steps (the uninterrupted run logs every step), decoded in 2 worker processes
+    killed_run(synthetic[0], killed, "train-step@12", "--log-every", "3", "--workers", "2")
+    assert _checkpoint_step(killed) == 10 and [line["step"] for line in log(killed)] == [3, 6, 9]  # the checkpoint at 10
     summary = json.loads(run_cli("train", str(synthetic[0]), "--out", str(killed), "--resume", "--json").stdout)
     assert summary["step"] == 30
-    assert losses(killed) == pytest.approx(whole_run, abs=1e-4)
+    assert [line["step"] for line in log(killed)] == list(range(3, 31, 3))  # the saved --log-every, in step with before
+    assert losses(killed) == pytest.approx(whole_run[2::3], abs=1e-4)
 
 
 @pytest.mark.slow
@@ -122,13 +130,14 @@ def test_a_kill_while_swapping_then_a_new_run_puts_the_checkpoint_back_first(syn
 def test_torchrun_with_two_processes_matches_one_process(synthetic, tmp_path):
     train, _ = synthetic
     args = ["train", str(train), "--model", "tiny", "--frames", "4", "--steps", "4", "--batch-size", "16", "--lr", "1e-3",
-            "--mask-ratio", "0", "--device", "cpu"]
-    run_cli(*args, "--out", str(tmp_path / "one"))
+            "--mask-ratio", "0", "--device", "cpu", "--log-every", "1"]
+    run_cli(*args, "--out", str(tmp_path / "one"), "--workers", "0")  # decoded in a thread; each rank below has a worker
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m", "vidsearch", *args, "--out",
                            str(tmp_path / "two")], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(losses(tmp_path / "one")) == 4
     assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), abs=1e-4)
 
 
@@ -153,11 +162,9 @@ def test_a_bad_manifest_gives_line_numbered_errors_and_training_goes_on(syntheti
 
 
 def _checkpoint_step(folder):
-    log = folder / "train_log.jsonl"
-    if not (folder / "model.safetensors").is_file() or not log.is_file():
+    if not (folder / "model.safetensors").is_file() or not (folder / "train_state.pt").is_file():
         return 0
-    lines = log.read_text().splitlines()
-    return json.loads(lines[-1])["step"] if lines else 0
+    return torch.load(folder / "train_state.pt", weights_only=True)["step"]
 
 
 # --- what --out may be, and what --resume takes ---
@@ -191,7 +198,7 @@ def short_run(synthetic, tmp_path_factory):
     """A finished 2-step run of the tiny model with 4-frame clips (not the defaults), to resume from."""
     out = tmp_path_factory.mktemp("short") / "ckpt"
     run_cli("train", str(synthetic[0]), "--out", str(out), "--model", "tiny", "--frames", "4", "--steps", "2",
-            "--batch-size", "8", "--lr", "1e-3", "--device", "cpu")
+            "--batch-size", "8", "--lr", "1e-3", "--device", "cpu", "--log-every", "1")
     return out
 
 
@@ -222,12 +229,14 @@ def test_resume_refuses_a_flag_that_conflicts_with_the_saved_run_by_name(synthet
 def test_resume_may_change_the_steps_and_takes_the_rest_from_the_saved_run(synthetic, short_run, tmp_path):
     out = tmp_path / "ckpt"
     shutil.copytree(short_run, out)
-    summary = run_json("train", str(synthetic[0]), "--out", str(out), "--resume", "--steps", "4", "--checkpoint-every", "3")
-    assert summary["step"] == 4 and len(losses(out)) == 4
+    summary = run_json("train", str(synthetic[0]), "--out", str(out), "--resume", "--steps", "4", "--checkpoint-every", "3",
+                       "--workers", "0")
+    assert summary["step"] == 4 and len(losses(out)) == 4  # the saved --log-every 1
     assert losses(out)[:2] == losses(short_run)
     assert json.loads((out / "config.json").read_text())["clip_frames"] == 4  # the saved --frames, not the default 16
     saved = torch.load(out / "train_state.pt", weights_only=True)["settings"]
     assert (saved["steps"], saved["checkpoint_every"], saved["frames"], saved["batch_size"], saved["lr"]) == (4, 3, 4, 8, 1e-3)
+    assert (saved["workers"], saved["log_every"]) == (0, 1)
 
 
 @pytest.mark.slow

@@ -1,28 +1,33 @@
-"""Training pairs: manifest parsing and checking with line-numbered problems, and a dataset of fixed-length frame clips."""
+"""Training pairs: manifest parsing and checking with line-numbered problems, and a dataset of fixed-length frame clips
+(decoded here or in decode worker processes, the same either way)."""
 
 from __future__ import annotations
 
 import csv
+import functools
 import json
+import math
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from .decode_workers import Finished, Span, SpanJob, decode_all, decode_span
 from .errors import BadVideo, UsageError
 
 
 @dataclass(frozen=True)
 class Pair:
-    """One video span and its caption, from line `line` of a manifest."""
+    """One video span and its caption, from line `line` of a manifest; `video_duration` once load_pairs has probed it."""
 
     video: Path
     start: float | None
     end: float | None
     caption: str
     line: int
+    video_duration: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,25 @@ def load_pairs(manifest: str | Path) -> tuple[list[Pair], list[ManifestProblem]]
             problems.append(ManifestProblem(Path(manifest), pair.line,
                                             f"start ({pair.start:g} s) is not before the video's end ({duration:g} s)"))
             continue
-        usable.append(pair)
+        usable.append(replace(pair, video_duration=duration))
     return usable, sorted(problems, key=lambda p: p.line)
+
+
+def span_frames(pair: Pair, fps: float) -> int:
+    """How many frames ClipDataset decodes for the pair's span at `fps`, at most: one per 1/fps of the span, which
+    ends at `end` or the video's end, whichever comes first (fewer when the video has fewer frames per second)."""
+    if pair.video_duration is None and pair.end is None:
+        from .frames import probe
+
+        pair = replace(pair, video_duration=probe(pair.video).duration)
+    ends = [t for t in (pair.end, pair.video_duration) if t is not None and t > 0]
+    start = pair.start or 0.0
+    return max(1, math.ceil((min(ends) - start) * fps)) if ends else 1
+
+
+def span_bytes(pairs: Sequence[Pair], *, fps: float, size: int) -> int:
+    """The memory ClipDataset's cache takes once every pair has been decoded (at most): whole spans, not clips."""
+    return sum(span_frames(pair, fps) for pair in pairs) * size * size * 3
 
 
 def _records(path: Path, text: str) -> Iterator[tuple[int, object]]:
@@ -124,6 +146,9 @@ def _seconds(record: dict, key: str) -> float | None:
     return value
 
 
+ClipRequest = tuple[int, Sequence[int] | None]  # (pair index, seed of the clip's random window, or None for the centre)
+
+
 class ClipDataset:
     """Each pair as a (frames, fps)-clip of uint8 frames (frames, size, size, 3); with `cache`, decoded once.
 
@@ -138,30 +163,119 @@ class ClipDataset:
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def span_job(self, index: int, *, key: int = 0, keep: Callable[[np.ndarray], np.ndarray] | None = None) -> SpanJob:
+        """The decode_workers job that decodes the pair's span."""
+        pair = self.pairs[index]
+        return SpanJob(key, pair.video, fps=self.fps, size=self.size, start=pair.start or 0.0, end=pair.end, keep=keep)
+
     def decoded(self, index: int) -> np.ndarray:
-        """All frames of the pair's span at `fps`. Raises BadVideo for unreadable videos."""
+        """All frames of the pair's span at `fps`, decoded here. Raises BadVideo for unreadable videos."""
         if index in self._decoded:
             return self._decoded[index]
-        from .frames import sample_frames
-
-        pair = self.pairs[index]
-        start = pair.start or 0.0
-        frames = [f for _, f in sample_frames(pair.video, fps=self.fps, size=self.size, start=start, end=pair.end)]
-        if not frames:
-            raise BadVideo(pair.video, f"no frames between {start} and {pair.end} s")
+        for event in decode_span(self.span_job(index)):
+            if isinstance(event, Span):
+                frames = event.frames
+            elif isinstance(event, Finished) and event.error:
+                raise BadVideo(self.pairs[index].video, event.error)
         if self.cache:
-            self._decoded[index] = np.stack(frames)
-            return self._decoded[index]
-        return np.stack(frames)
+            self._decoded[index] = frames
+        return frames
 
     def clip(self, index: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """A clip of exactly `frames` frames: random window when `rng` is given, else the centre window."""
-        frames = self.decoded(index)
-        extra = len(frames) - self.frames
-        if extra < 0:
-            return np.concatenate([frames, np.repeat(frames[-1:], -extra, axis=0)])
-        first = int(rng.integers(0, extra + 1)) if rng is not None else extra // 2
-        return frames[first:first + self.frames]
+        return take_clip(self.decoded(index), self.frames, rng)
+
+    def batches(self, requests: Callable[[], Iterable[list[ClipRequest]]], *, workers: int,
+                depth: int) -> Iterator[np.ndarray]:
+        """Each batch of clips `requests()` names, stacked (batch, frames, size, size, 3), in order.
+
+        A clip's window is drawn from its seed alone, so the batches do not depend on `workers`: 0 decodes here,
+        otherwise `workers` processes decode (decode_workers' pool, at most `depth` events waiting). `requests` is called once
+        per reader, so it must give the same batches every time. With `cache`, a worker sends each pair's whole
+        span once and it is kept here; without, a worker cuts the clip out of the span and sends only that.
+        """
+        if workers == 0:
+            for batch in requests():
+                yield np.stack([self.clip(i, _rng(seed)) for i, seed in batch])
+            return
+        cached = frozenset(self._decoded)
+
+        def jobs():
+            uncached = len(self.pairs) - len(cached)  # with the cache: once each is decoded, the rest is reading
+            for planned in self._plan(requests(), cached):
+                for index, seed, key in planned:
+                    if key is None:
+                        continue
+                    yield self.span_job(index, key=key, keep=None if self.cache else
+                                        functools.partial(_clip_from_seed, length=self.frames, seed=seed))
+                    uncached -= 1
+                    if self.cache and not uncached:
+                        return
+
+        events = decode_all(jobs(), workers=workers, depth=depth)
+        received: dict[int, np.ndarray | str] = {}  # key -> span or clip, or why it failed; workers may finish out of order
+        wanted = 0  # keys below this have been used
+        try:
+            for planned in self._plan(requests(), cached):
+                clips = []
+                for index, seed, key in planned:
+                    if key is None:
+                        clips.append(self.clip(index, _rng(seed)))
+                        continue
+                    while key not in received:
+                        event = next(events)  # the pool ends only after every job has finished, so this cannot run out
+                        if isinstance(event, Span):
+                            received[event.key] = event.frames
+                        elif isinstance(event, Finished) and event.error and event.key >= wanted:
+                            received.setdefault(event.key, event.error)  # a crash after the span came does not spoil it
+                    got = received.pop(key)
+                    wanted = key + 1
+                    if isinstance(got, str):
+                        raise BadVideo(self.pairs[index].video, got)
+                    if self.cache:
+                        self._decoded[index] = got
+                        got = take_clip(got, self.frames, _rng(seed))
+                    clips.append(got)
+                yield np.stack(clips)
+        finally:
+            events.close()  # stops the pool and its workers
+
+    def _plan(self, batches: Iterable[list[ClipRequest]],
+              cached: frozenset[int]) -> Iterator[list[tuple[int, Sequence[int] | None, int | None]]]:
+        """Each batch as (index, seed, key): key numbers the clips to decode, None for those in the cache by then. A
+        pure function of `batches` and `cached`, so the job list and the reader agree on the keys without sharing
+        anything."""
+        seen, key = set(cached), 0
+        for batch in batches:
+            planned = []
+            for index, seed in batch:
+                if self.cache and index in seen:
+                    planned.append((index, seed, None))
+                    continue
+                planned.append((index, seed, key))
+                key += 1
+                if self.cache:
+                    seen.add(index)
+            yield planned
+
+
+def take_clip(frames: np.ndarray, length: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """`length` frames of a span: a random window when `rng` is given, else the centre one; a shorter span repeats
+    its last frame."""
+    extra = len(frames) - length
+    if extra < 0:
+        return np.concatenate([frames, np.repeat(frames[-1:], -extra, axis=0)])
+    first = int(rng.integers(0, extra + 1)) if rng is not None else extra // 2
+    return frames[first:first + length]
+
+
+def _rng(seed: Sequence[int] | None) -> np.random.Generator | None:
+    return None if seed is None else np.random.default_rng(list(seed))
+
+
+def _clip_from_seed(frames: np.ndarray, *, length: int, seed: Sequence[int] | None) -> np.ndarray:
+    """take_clip with the window drawn from `seed`: what a decode worker runs on a span when nothing is cached."""
+    return np.ascontiguousarray(take_clip(frames, length, _rng(seed)))
 
 
 def epoch_batches(pairs: list[Pair], batch_size: int, rng: np.random.Generator, *, group_by_video: bool) -> list[list[int]]:

@@ -1,4 +1,5 @@
-"""Decode many files into fixed-size frame windows in worker processes, each on its own pipe, a bounded number ahead."""
+"""Decode many files into fixed-size frame windows (or spans of files into one array each) in worker processes,
+each on its own pipe, a bounded number ahead."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import sys
 import threading
 import traceback
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -38,10 +39,35 @@ class DecodeJob:
 
 
 @dataclass(frozen=True)
+class SpanJob:
+    """The frames of [start, end) of one file sampled at `fps`, `size` px square, as one array (a Span event).
+
+    `keep`, if given, is applied to that array in the worker (cutting a training clip out of a long span, say), so
+    only what it returns crosses the pipe; it must be picklable, e.g. a functools.partial of a module function.
+    """
+
+    key: int
+    path: Path
+    fps: float
+    size: int
+    start: float = 0.0
+    end: float | None = None
+    keep: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
 class Window:
     key: int
     times: list[float]
     frames: np.ndarray  # (T, size, size, 3) uint8
+
+
+@dataclass(frozen=True)
+class Span:
+    """A SpanJob's frames, (T, size, size, 3) uint8, after its `keep`; Finished follows."""
+
+    key: int
+    frames: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -70,7 +96,8 @@ class Finished:
     covered: float | None = None  # seconds of video decoded, from the stream's start
 
 
-Event = Started | Window | Finished
+Event = Started | Window | Span | Finished
+Job = DecodeJob | SpanJob
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # the parent's to handle
 _DONE = object()  # the pool thread's last item: every file has finished
@@ -101,8 +128,37 @@ def decode_job(job: DecodeJob) -> Iterator[Event]:
     yield Finished(job.key, count, coverage.shortfall(), coverage.decoded)
 
 
-def decode_all(jobs: list[DecodeJob], *, workers: int, depth: int) -> Iterator[Event]:
+def decode_span(job: SpanJob) -> Iterator[Span | Finished]:
+    """Span (every frame of the span, through `keep`), then Finished; only Finished, with the reason, when the file
+    cannot be decoded or the span holds no frame. A file that stops decoding inside the span gives the frames
+    before that point, as sample_frames does."""
+    from .frames import sample_frames
+
+    try:
+        frames = [f for _, f in sample_frames(job.path, fps=job.fps, size=job.size, start=job.start, end=job.end)]
+    except BadVideo as exc:
+        yield Finished(job.key, 0, exc.reason)
+        return
+    except OSError as exc:
+        yield Finished(job.key, 0, f"cannot read: {exc.strerror or exc}")
+        return
+    if not frames:
+        yield Finished(job.key, 0, f"no frames between {job.start:g} and {job.end if job.end is None else f'{job.end:g}'} s")
+        return
+    span = np.stack(frames)
+    yield Span(job.key, span if job.keep is None else job.keep(span))
+    yield Finished(job.key, len(frames))
+
+
+def job_events(job: Job) -> Iterator[Event]:
+    """A job's events, decoded here: decode_job's for a DecodeJob, decode_span's for a SpanJob."""
+    return decode_span(job) if isinstance(job, SpanJob) else decode_job(job)
+
+
+def decode_all(jobs: Iterable[Job], *, workers: int, depth: int) -> Iterator[Event]:
     """Events of all jobs. Each file's events arrive in order; files interleave when workers > 1.
+
+    `jobs` may be a lazy iterator: it is read one job ahead of the workers, in a thread of this process.
 
     workers = 0 decodes in a background thread of this process; otherwise in `workers` processes. At most
     `depth` events wait here (and one more per worker, being sent), so memory stays bounded whatever the
@@ -110,7 +166,7 @@ def decode_all(jobs: list[DecodeJob], *, workers: int, depth: int) -> Iterator[E
     gets Finished(error="decoder crashed: ...") and a new worker takes the remaining files.
     """
     if workers == 0:
-        yield from prefetch((event for job in jobs for event in decode_job(job)), depth=depth)
+        yield from prefetch((event for job in jobs for event in job_events(job)), depth=depth)
         return
     pool = _Pool(jobs, workers=workers, depth=depth)
     try:
@@ -125,7 +181,7 @@ class _Slot:
 
     process: multiprocessing.process.BaseProcess
     conn: multiprocessing.connection.Connection
-    job: DecodeJob | None = None
+    job: Job | None = None
     frames: int = 0  # of `job`, in the windows received
     reached: float | None = None  # where those windows end, seconds
     duration: float | None = None
@@ -143,16 +199,17 @@ class _Pool:
     multiprocessing.Queue can be left locked by a dead writer). A thread here hands out jobs one at a time, reads
     events into a queue while at most `depth` are waiting, notices dead workers and replaces them."""
 
-    def __init__(self, jobs: list[DecodeJob], *, workers: int, depth: int):
+    def __init__(self, jobs: Iterable[Job], *, workers: int, depth: int):
         # fork, as PyTorch's DataLoader does on Linux: workers start at once and only touch PyAV and numpy.
         self.context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-        self.todo = deque(jobs)
+        self.jobs = iter(jobs)  # read by the pool thread only, one job ahead (`todo`), so it may be lazy
+        self.todo: deque = deque()
         self.ready: queue.Queue = queue.Queue()  # events, then _DONE or an exception
         self.room = threading.Semaphore(depth)  # taken per event read from a worker, given back when it is yielded
         self.stopping = threading.Event()
         self.lock = threading.Lock()  # starting a worker vs close() killing them all
         self.slots: list[_Slot] = []
-        self.thread = threading.Thread(target=self._run, args=(min(workers, len(jobs)),), name="decode-pool", daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(workers,), name="decode-pool", daemon=True)
         self.thread.start()
 
     def events(self) -> Iterator[Event]:
@@ -185,6 +242,8 @@ class _Pool:
                 # on the main thread).
                 signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
             for _ in range(workers):
+                if not self._more():  # no more workers than jobs
+                    break
                 self._hand_out(self._hire())
             while not self.stopping.is_set() and (busy := [s for s in self.slots if s.job is not None]):
                 ready = wait([s.conn for s in busy] + [s.process.sentinel for s in busy])
@@ -198,6 +257,14 @@ class _Pool:
             self.ready.put(_DONE)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             self.ready.put(exc)
+
+    def _more(self) -> bool:
+        """Is there a job left to hand out? Reads the next one from `jobs` into `todo` if need be."""
+        if not self.todo:
+            job = next(self.jobs, None)
+            if job is not None:
+                self.todo.append(job)
+        return bool(self.todo)
 
     def _hire(self) -> _Slot | None:
         """Start a worker on a new pipe (None when the pool is stopping)."""
@@ -216,7 +283,7 @@ class _Pool:
         """Give the worker the next job, or let it go when there is none."""
         if slot is None:
             return
-        slot.job = self.todo.popleft() if self.todo else None
+        slot.job = self.todo.popleft() if self._more() else None
         slot.frames, slot.reached, slot.duration = 0, None, None
         try:
             slot.conn.send(slot.job)
@@ -258,7 +325,7 @@ class _Pool:
             return
         covered = None if slot.reached is None else min(slot.reached, slot.duration or slot.reached)
         self.ready.put(Finished(job.key, slot.frames, _death(slot.process.exitcode), covered))
-        if self.todo:
+        if self._more():
             self._hand_out(self._hire())
 
 
@@ -296,10 +363,10 @@ def _work(conn, parent: int) -> None:
         return
 
 
-def _guarded(job: DecodeJob) -> Iterator[Event | _Raised]:
-    """decode_job's events, ending with _Raised if it raises (with the traceback as text if the error cannot be pickled)."""
+def _guarded(job: Job) -> Iterator[Event | _Raised]:
+    """The job's events, ending with _Raised if it raises (with the traceback as text if the error cannot be pickled)."""
     try:
-        yield from decode_job(job)
+        yield from job_events(job)
     except Exception as exc:
         try:
             pickle.loads(pickle.dumps(exc))

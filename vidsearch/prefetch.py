@@ -18,10 +18,14 @@ def prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
 
     def produce() -> None:
         try:
-            for item in items:
-                if stop.is_set():
-                    return
-                buffer.put((item, None))
+            try:
+                for item in items:
+                    buffer.put((item, None))
+                    if stop.is_set():
+                        return
+            finally:
+                if hasattr(items, "close"):  # a generator stopped early runs its cleanup now, in this thread, not at GC
+                    items.close()
         except BaseException as exc:  # handed to the consumer, which re-raises it
             buffer.put((None, exc))
         buffer.put((done, None))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -17,14 +18,14 @@ import torch
 
 from . import checkpoint, registry
 from .checkpoint import LOG_FILE, STATE_FILE
-from .data import ClipDataset, epoch_batches, load_pairs
+from .data import ClipDataset, epoch_batches, load_pairs, span_bytes
 from .device import autocast, resolve_device
 from .errors import ModelUnavailable, UsageError
 from .faults import crash_point
 from .loss import ContrastiveLoss
 from .prefetch import prefetch
 
-CACHE_LIMIT_BYTES = 2 << 30  # decode every clip once and keep it in memory below this size
+CACHE_LIMIT_BYTES = 2 << 30  # decode every pair's span once and keep it in memory when all of them fit in this
 
 
 @dataclass
@@ -51,6 +52,8 @@ class TrainSettings:
     checkpoint_every: int = 200
     device: str = "auto"
     seed: int = 0
+    workers: int | None = None  # decode processes per training process; None: default_workers
+    log_every: int = 10
 
     def validate(self) -> None:
         if not 0 <= self.mask_ratio < 1:
@@ -65,9 +68,14 @@ class TrainSettings:
             raise UsageError("--mixing must be frame or joint")
         if self.checkpoint_every < 1:
             raise UsageError("--checkpoint-every must be at least 1")
+        if self.workers is not None and self.workers < 0:
+            raise UsageError("--workers must be 0 (decode in a thread) or more")
+        if self.log_every < 1:
+            raise UsageError("--log-every must be at least 1")
 
 
-RESUME_MAY_CHANGE = ("steps", "epochs", "checkpoint_every", "device", "val")  # the rest of a run is fixed at its start
+# the rest of a run is fixed at its start; these change neither the batches nor the updates
+RESUME_MAY_CHANGE = ("steps", "epochs", "checkpoint_every", "device", "val", "workers", "log_every")
 
 
 def resumed_settings(saved: dict, settings: TrainSettings, given: Collection[str]) -> TrainSettings:
@@ -121,6 +129,22 @@ class StepReport:
     loss: float
     lr: float
     clips_per_second: float
+
+
+def default_workers(world: int) -> int:
+    """Decode processes per training process when --workers is not given: the cores left once each training
+    process has one, shared among those processes; at least 1 and at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores // world - 1))
+
+
+def page_locked(device: torch.device) -> bool:
+    """Put batches for `device` in page-locked memory? On CUDA only: the copies to the GPU then run asynchronously,
+    next to the previous step's kernels (and pinning needs a CUDA driver)."""
+    return device.type == "cuda"
 
 
 def get_lr(step: int, *, base: float, warmup: int, total: int) -> float:
@@ -239,7 +263,7 @@ def train(settings: TrainSettings, *, resume: bool = False, given: Collection[st
     if settings.train_last:
         model.train_only_last(settings.train_last)
     tokenizer = registry.build_tokenizer(config)
-    cache = len(pairs) * settings.frames * model.image_size ** 2 * 3 < CACHE_LIMIT_BYTES
+    cache = span_bytes(pairs, fps=settings.fps, size=model.image_size) < CACHE_LIMIT_BYTES  # whole spans stay cached
     dataset = ClipDataset(pairs, frames=settings.frames, fps=settings.fps, size=model.image_size, cache=cache)
 
     per_epoch = len(epoch_batches(pairs, settings.batch_size, np.random.default_rng(0), group_by_video=settings.group_by_video))
@@ -261,48 +285,66 @@ def train(settings: TrainSettings, *, resume: bool = False, given: Collection[st
     log = (out / LOG_FILE).read_text().splitlines() if state and (out / LOG_FILE).is_file() else []
     keep_ratio = 1.0 - settings.mask_ratio
 
-    batches = _batches(dataset, settings, tokenizer, dist, start=step, total=total, per_epoch=per_epoch)
+    workers = settings.workers if settings.workers is not None else default_workers(dist.world)
+    pin = page_locked(dist.device)
+    batches = _batches(dataset, settings, tokenizer, dist, start=step, total=total, per_epoch=per_epoch, workers=workers,
+                       pin=pin)
     started, clips = time.perf_counter(), 0
-    for video, tokens in batches:
-        lr = get_lr(step, base=settings.lr, warmup=warmup, total=total)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        torch.manual_seed(settings.seed * 1_000_003 + step * 101 + dist.rank)  # this step's token mask
-        with autocast(dist.device):
-            video_emb, text_emb = network(model.normalize_frames(video.to(dist.device)), tokens.to(dist.device),
-                                          keep_ratio=keep_ratio)
-        loss = loss_fn(video_emb, text_emb, model.logit_scale)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-        optimizer.step()
-        step += 1
-        clips += video.shape[0] * dist.world
-        report = StepReport(step, total, dist.mean(loss), lr, clips / (time.perf_counter() - started))
-        if dist.main:
-            log.append(json.dumps({"step": step, "loss": round(report.loss, 6), "lr": lr}))
-            if on_step:
-                on_step(report)
-            if step % settings.checkpoint_every == 0 or step == total:
+    with contextlib.closing(batches):  # however the loop ends, the decode workers stop
+        for video, tokens in batches:
+            lr = get_lr(step, base=settings.lr, warmup=warmup, total=total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            torch.manual_seed(settings.seed * 1_000_003 + step * 101 + dist.rank)  # this step's token mask
+            video, tokens = video.to(dist.device, non_blocking=pin), tokens.to(dist.device, non_blocking=pin)
+            with autocast(dist.device):
+                video_emb, text_emb = network(model.normalize_frames(video), tokens, keep_ratio=keep_ratio)
+            loss = loss_fn(video_emb, text_emb, model.logit_scale)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+            optimizer.step()
+            step += 1
+            clips += video.shape[0] * dist.world
+            if step % settings.log_every == 0 or step == total:
+                # note: reading the loss is a CPU-GPU sync point and an all-reduce, hence only every --log-every steps
+                report = StepReport(step, total, dist.mean(loss), lr, clips / (time.perf_counter() - started))
+                if dist.main:
+                    log.append(json.dumps({"step": step, "loss": round(report.loss, 6), "lr": lr}))
+                    if on_step:
+                        on_step(report)
+            if dist.main and (step % settings.checkpoint_every == 0 or step == total):
                 _save(model, config, settings, optimizer, step, out, log)
-        crash_point(f"train-step@{step}")
+            crash_point(f"train-step@{step}")
     dist.close()
     return settings
 
 
 def _batches(dataset: ClipDataset, settings: TrainSettings, tokenizer, dist: Distributed, *, start: int, total: int,
-             per_epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(uint8 clips, caption tokens) for steps start..total-1 on this rank, decoded one batch ahead."""
-    def make() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        local = settings.batch_size // dist.world
+             per_epoch: int, workers: int, pin: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(uint8 clips, caption tokens) for steps start..total-1 on this rank, two batches ahead: decoded in `workers`
+    processes (0: a thread of this one) and put together in a thread; page-locked when `pin`."""
+    local = settings.batch_size // dist.world
+
+    def requests() -> Iterator[list[tuple[int, tuple[int, int, int]]]]:
+        # each clip's window depends only on (seed, step, clip), so any split across ranks or workers sees the same data
+        epoch, order = -1, []
         for step in range(start, total):
-            epoch, position = divmod(step, per_epoch)
-            batch = epoch_batches(dataset.pairs, settings.batch_size, np.random.default_rng([settings.seed, epoch]),
-                                  group_by_video=settings.group_by_video)[position]
-            mine = batch[dist.rank * local:(dist.rank + 1) * local]
-            # each clip's crop depends only on (seed, step, clip), so any split across ranks sees the same data
-            video = torch.from_numpy(np.stack([dataset.clip(i, np.random.default_rng([settings.seed, step, i])) for i in mine]))
-            yield video, tokenizer([dataset.pairs[i].caption for i in mine])
+            now, position = divmod(step, per_epoch)
+            if now != epoch:
+                epoch, order = now, epoch_batches(dataset.pairs, settings.batch_size, np.random.default_rng([settings.seed, now]),
+                                                  group_by_video=settings.group_by_video)
+            mine = order[position][dist.rank * local:(dist.rank + 1) * local]
+            yield [(i, (settings.seed, step, i)) for i in mine]
+
+    def make() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        with contextlib.closing(dataset.batches(requests, workers=workers, depth=max(2, local))) as clips:
+            for batch, frames in zip(requests(), clips):
+                video = torch.from_numpy(frames)
+                tokens = tokenizer([dataset.pairs[i].caption for i, _ in batch])
+                if pin:  # here, off the training thread
+                    video, tokens = video.pin_memory(), tokens.pin_memory()
+                yield video, tokens
 
     return prefetch(make(), depth=2)
 
