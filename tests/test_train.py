@@ -283,3 +283,28 @@ def test_a_state_saved_on_a_gpu_loads_on_the_cpu(tmp_path, monkeypatch):
     exp_avg = loaded["optimizer"]["state"][0]["exp_avg"]
     assert exp_avg.device.type == "cpu" and torch.equal(exp_avg, torch.arange(4.0))
     assert (loaded["step"], loaded["settings"]) == (7, {"seed": 3})
+
+
+@pytest.mark.slow
+def test_under_fp16_the_loss_is_scaled_and_the_scaler_resumes(synthetic, tmp_path, monkeypatch):
+    # a GPU without native bf16 trains in fp16: force that precision on the CPU, where fp16 autocast also runs
+    from vidsearch import device, train
+
+    monkeypatch.setattr(device, "precision", lambda dev: torch.float16)
+    out = tmp_path / "ckpt"
+    settings = train.TrainSettings(manifest=str(synthetic[0]), out=str(out), model="tiny", frames=4, steps=3, batch_size=8,
+                                   lr=1e-3, device="cpu", workers=0, log_every=1, checkpoint_every=2)
+    scaled = []
+    real_scale = torch.amp.GradScaler.scale
+    monkeypatch.setattr(torch.amp.GradScaler, "scale", lambda self, loss: scaled.append(self.is_enabled()) or real_scale(self, loss))
+    train.train(settings, on_problem=lambda line: None)
+    assert scaled == [True, True, True]
+    state = torch.load(out / "train_state.pt", weights_only=True)
+    assert state["scaler"]["scale"] > 1 and all(torch.isfinite(torch.tensor([json.loads(line)["loss"] for line in
+                                                                                 (out / "train_log.jsonl").read_text().splitlines()])))
+    loaded = []
+    real_load = torch.amp.GradScaler.load_state_dict
+    monkeypatch.setattr(torch.amp.GradScaler, "load_state_dict", lambda self, s: loaded.append(s) or real_load(self, s))
+    train.train(train.TrainSettings(**{**settings.__dict__, "steps": 4}), resume=True, given={"steps"},
+                on_problem=lambda line: None)
+    assert loaded and loaded[0]["scale"] == state["scaler"]["scale"]

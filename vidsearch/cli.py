@@ -475,6 +475,10 @@ def train(
         mask_ratio=mask_ratio, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup,
         train_last=train_last, mixing=mixing, group_by_video=group_by_video, grad_checkpointing=grad_checkpointing,
         checkpoint_every=checkpoint_every, device=device.value, seed=seed, workers=workers, log_every=log_every)
+    from .device import fallback_note
+
+    if os.environ.get("RANK", "0") == "0" and (line := fallback_note(device.value)):
+        note(line)
     bar = tqdm(unit="step", desc="training", file=sys.stderr, disable=None)
     last = {}
 

@@ -19,7 +19,7 @@ import torch
 from . import checkpoint, registry
 from .checkpoint import LOG_FILE, STATE_FILE
 from .data import ClipDataset, epoch_batches, load_pairs, span_bytes
-from .device import autocast, resolve_device
+from .device import autocast, grad_scaler, resolve_device
 from .errors import ModelUnavailable, UsageError
 from .faults import crash_point
 from .loss import ContrastiveLoss
@@ -273,9 +273,12 @@ def train(settings: TrainSettings, *, resume: bool = False, given: Collection[st
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=settings.lr, betas=(0.9, 0.98), eps=1e-6)
+    scaler = grad_scaler(dist.device)  # on only under fp16 (GPUs without native bf16): small gradients would underflow
     step = 0
     if state:
         optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         step = state["step"]
     network = model
     if dist.world > 1:
@@ -301,9 +304,11 @@ def train(settings: TrainSettings, *, resume: bool = False, given: Collection[st
                 video_emb, text_emb = network(model.normalize_frames(video), tokens, keep_ratio=keep_ratio)
             loss = loss_fn(video_emb, text_emb, model.logit_scale)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-            optimizer.step()
+            scaler.step(optimizer)  # skipped when the fp16 gradients overflowed
+            scaler.update()
             step += 1
             clips += video.shape[0] * dist.world
             if step % settings.log_every == 0 or step == total:
@@ -314,7 +319,7 @@ def train(settings: TrainSettings, *, resume: bool = False, given: Collection[st
                     if on_step:
                         on_step(report)
             if dist.main and (step % settings.checkpoint_every == 0 or step == total):
-                _save(model, config, settings, optimizer, step, out, log)
+                _save(model, config, settings, optimizer, scaler, step, out, log)
             crash_point(f"train-step@{step}")
     dist.close()
     return settings
@@ -349,10 +354,11 @@ def _batches(dataset: ClipDataset, settings: TrainSettings, tokenizer, dist: Dis
     return prefetch(make(), depth=2)
 
 
-def _save(model, config, settings: TrainSettings, optimizer, step: int, out: Path, log: list[str]) -> None:
-    """One checkpoint folder, swapped in whole: weights, config, optimizer + step, and the loss log so far. The state
-    holds only tensors and plain values, so load_state reads it back with weights_only."""
+def _save(model, config, settings: TrainSettings, optimizer, scaler, step: int, out: Path, log: list[str]) -> None:
+    """One checkpoint folder, swapped in whole: weights, config, optimizer, loss scaler + step, and the loss log so
+    far. The state holds only tensors and plain values, so load_state reads it back with weights_only."""
     buffer = io.BytesIO()
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "settings": asdict(settings)}, buffer)
+    torch.save({"step": step, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "settings": asdict(settings)}, buffer)
     extra = {STATE_FILE: buffer.getvalue(), LOG_FILE: "".join(line + "\n" for line in log).encode()}
     checkpoint.save_checkpoint(model, config, out, extra_files=extra, step=step)
