@@ -171,3 +171,39 @@ def test_index_says_in_one_line_why_a_visible_gpu_is_not_used(tmp_path):
     quiet = run_cli("index", str(videos), "--model", "tiny", "--device", "cpu", "--json", home=tmp_path / "other",
                     env={"PATH": path})
     assert json.loads(quiet.stdout)["indexed"] == 1 and "note: " not in quiet.stderr  # asked for the CPU: nothing to say
+
+
+@pytest.mark.slow
+def test_a_folder_that_comes_back_empty_keeps_what_was_indexed_under_it(tmp_path):
+    # an unmounted disk looks like an empty folder: its files must not be dropped from the index
+    a, b, home = library(tmp_path / "a", names=("a1",)), library(tmp_path / "b", names=("b1",)), tmp_path / "index"
+    run_cli("index", str(a), str(b), "--model", "tiny", home=home)
+    (b / "b1.mp4").rename(tmp_path / "b1.mp4")
+    both = run_cli("index", str(a), str(b), "--json", home=home)  # exit 0: a is fine
+    assert json.loads(both.stdout)["removed"] == 0 and f"note: no videos found under {b}" in both.stderr
+    alone = run_cli("index", str(b), home=home, check=1)
+    assert alone.stderr.startswith(f"error: no videos found under {b}") and "kept" in alone.stderr
+    assert len(run_json("ls", home=home)) == 2
+    run_cli("remove", str(b), home=home)  # the way to drop them on purpose
+    assert [r["path"] for r in run_json("ls", home=home)] == [str(a / "a1.mp4")]
+
+
+@pytest.mark.slow
+def test_reindex_with_a_model_that_cannot_load_keeps_the_index(tmp_path):
+    videos, home = library(tmp_path / "videos", names=("a",)), tmp_path / "index"
+    run_cli("index", str(videos), "--model", "tiny", home=home)
+    unavailable = tmp_path / "offline.json"
+    config = json.loads((registry_dir() / "tiny.json").read_text())
+    unavailable.write_text(json.dumps({**config, "name": "offline", "pretrained": str(tmp_path / "not-downloaded.bin")}))
+    run_cli("index", str(videos), "--model", str(unavailable), "--reindex", home=home, check=1)
+    assert run_json("status", home=home)["model"]["name"] == "tiny" and len(run_json("ls", home=home)) == 1
+    assert run_json("query", "shape", home=home)["hits"]
+
+
+@pytest.mark.parametrize("option", ["--html", "--thumbnails"])
+def test_report_targets_that_cannot_be_written_exit_2_before_any_search(tmp_path, option):
+    a_file = tmp_path / "a.txt"
+    a_file.write_text("x")
+    target = tmp_path / "no" / "such" / "r.html" if option == "--html" else a_file
+    proc = run_cli("query", "x", option, str(target), "--index", str(tmp_path / "nowhere"), check=2)
+    assert proc.stderr.startswith(f"error: {option} ") and proc.stderr.count("\n") == 1

@@ -308,3 +308,13 @@ def test_under_fp16_the_loss_is_scaled_and_the_scaler_resumes(synthetic, tmp_pat
     train.train(train.TrainSettings(**{**settings.__dict__, "steps": 4}), resume=True, given={"steps"},
                 on_problem=lambda line: None)
     assert loaded and loaded[0]["scale"] == state["scaler"]["scale"]
+
+
+@pytest.mark.slow
+def test_out_may_be_the_current_folder(synthetic, short_run, tmp_path):
+    out = tmp_path / "ckpt"
+    shutil.copytree(short_run, out)
+    summary = json.loads(run_cli("train", str(synthetic[0]), "--out", ".", "--resume", "--steps", "3", "--json",
+                                 cwd=out).stdout)
+    assert summary["step"] == 3 and summary["checkpoint"] == str(out)
+    assert len(losses(out)) == 3 and not [p for p in tmp_path.iterdir() if p.name.startswith(".ckpt")]

@@ -188,8 +188,12 @@ def index(
     if counts["earlier_failure"]:
         typer.echo(f"{counts['earlier_failure']} file(s) failed in an earlier run and have not changed "
                        f"(`vidsearch ls --state failed` lists them; --retry-failed tries them again)", err=True)
+    empty = [p for p in paths if p.is_dir() and not any(Path(os.path.abspath(p.expanduser())) in f.parents for f in files)]
+    for folder in empty if files else []:  # an unmounted disk, say: nothing indexed under it is dropped
+        note(f"no videos found under {folder}; what was indexed under it is kept (`vidsearch remove {folder}` drops it)")
     if not files:
-        typer.echo(f"error: no videos found under {where} (looked for {' '.join(sorted(VIDEO_EXTENSIONS))})", err=True)
+        typer.echo(f"error: no videos found under {where} (looked for {' '.join(sorted(VIDEO_EXTENSIONS))}); what was "
+                   f"indexed under it is kept", err=True)
     if counts["failed"] or not files:
         raise typer.Exit(1)
 
@@ -240,6 +244,10 @@ def query(
         raise UsageError(f"--min-score must be a cosine similarity between -1 and 1, got {min_score}")
     for picture in image or []:
         _check_image(picture)
+    if html is not None and (html.is_dir() or not html.parent.is_dir()):
+        raise UsageError(f"--html {html}: {'is a folder' if html.is_dir() else 'its folder does not exist'}; give a file path")
+    if thumbnails is not None and thumbnails.exists() and not thumbnails.is_dir():
+        raise UsageError(f"--thumbnails {thumbnails}: is a file; give a folder (it is made if missing)")
     idx = open_index(index_dir)
     if not image:
         import torch
@@ -318,13 +326,21 @@ def verify(
 ) -> None:
     """Check every invariant of an index and say what was found. Exit code 1 when something is wrong
     (and, with --repair, was not fixed)."""
+    from .errors import IndexProblem
+    from .verify import Finding
     from .verify import verify as check
 
-    idx = open_index(index_dir)
-    if repair:
-        idx.lock_for_writing()
-    findings = check(idx, repair=repair)
-    idx.close()
+    try:
+        idx = open_index(index_dir)
+    except IndexProblem as exc:
+        if not isinstance(exc.__cause__, sqlite3.DatabaseError):
+            raise
+        findings = [Finding("sqlite integrity", False, str(exc))]  # too damaged to open: that is the finding
+    else:
+        if repair:
+            idx.lock_for_writing()
+        findings = check(idx, repair=repair)
+        idx.close()
     if as_json:
         typer.echo(json.dumps([f.__dict__ for f in findings]))
     else:
@@ -471,7 +487,7 @@ def train(
     from .train import train as run_training
 
     settings = TrainSettings(
-        manifest=str(manifest), out=str(out), model=model, val=str(val) if val else None, frames=frames, fps=fps,
+        manifest=str(manifest), out=os.path.abspath(out), model=model, val=str(val) if val else None, frames=frames, fps=fps,
         mask_ratio=mask_ratio, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup,
         train_last=train_last, mixing=mixing, group_by_video=group_by_video, grad_checkpointing=grad_checkpointing,
         checkpoint_every=checkpoint_every, device=device.value, seed=seed, workers=workers, log_every=log_every)

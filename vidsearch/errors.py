@@ -35,13 +35,14 @@ class IndexProblem(VidsearchError):
 
 
 def storage_error(exc: BaseException, where: str | Path | None) -> VidsearchError | None:
-    """One line, with the way out, for a SQLite or file-system failure while using the index at `where`; None for
-    anything else. Callers translate at the command boundary only."""
+    """One line, with the way out, for a SQLite or file-system failure while using the index at `where` (any OSError
+    gets one); None for anything else. Callers translate at the command boundary only."""
     import errno
     import shutil
     import sqlite3
 
-    place = str(getattr(exc, "filename", None) or where or "the index")
+    place = str(getattr(exc, "filename", None) or where or "")
+    at = f"{place}: " if place else ""
     text = str(exc)
     full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT) or "database or disk is full" in text
     if isinstance(exc, sqlite3.DatabaseError) and "disk I/O error" in text and where:
@@ -50,11 +51,16 @@ def storage_error(exc: BaseException, where: str | Path | None) -> VidsearchErro
         except OSError:
             pass
     if full:
-        return VidsearchError(f"{place}: the disk is full; free some space and re-run: nothing committed was lost")
-    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) \
-            or "readonly database" in text:
-        return IndexProblem(f"{place}: cannot write there ({exc.strerror if isinstance(exc, OSError) else text})")
+        return VidsearchError(f"{at}the disk is full; free some space and re-run: nothing committed was lost")
+    if isinstance(exc, OSError) and exc.errno == errno.EROFS or "readonly database" in text:
+        return IndexProblem(f"{at}cannot write there (read-only); `index`, `remove` and `verify --repair` need "
+                            f"write access (`query`, `status` and `ls` still work)")
+    if isinstance(exc, OSError):  # permission denied, not a folder, ...: say what and where, and nothing more
+        return VidsearchError(f"{at}{exc.strerror or text}")
+    if "unable to open database file" in text:
+        return IndexProblem(f"{at}SQLite cannot open the database there ({text}); check that the folder exists "
+                            f"and that you may read and write it")
     if isinstance(exc, sqlite3.DatabaseError):
-        return IndexProblem(f"{place}: the index database is damaged or unreadable ({text}); `vidsearch verify` checks it; "
-                            f"to rebuild, move the database aside and run `vidsearch index` again (your videos are unchanged)")
+        return IndexProblem(f"{at}the index database is damaged or unreadable ({text}); to rebuild, move the "
+                            f"database aside and run `vidsearch index` again (your videos are unchanged)")
     return None

@@ -72,7 +72,10 @@ class IndexDir:
         if self._vectors is not None and self._generation == generation:
             return self._vectors
 
-        store, problem = self._load_current(generation, mapped=search_only)
+        try:
+            store, problem = self._load_current(generation, mapped=search_only)
+        except OSError as exc:  # unreadable (permissions, I/O): a derived file never stops the tool
+            store, problem = None, f"cannot be read ({exc.strerror or exc})"
         if store is None:
             store = self.rebuild_vectors()
             if problem:

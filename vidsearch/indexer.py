@@ -118,9 +118,8 @@ class Indexer:
             raise IndexProblem(f"{index.path}: this index was built with --fps {base.fps} --window {base.window} "
                                f"--segment {base.segment} --keep-ratio {base.keep_ratio} "
                                f"--{'' if base.deblock else 'no-'}deblock; use those, another --index folder, or --reindex")
-        if reindex and self.bound and (not same_model or IndexSettings(**stored) != settings):
-            index.reset()
-            self.bound = False
+        rebuild = reindex and self.bound and (not same_model or IndexSettings(**stored) != settings)
+        self.bound = self.bound and not rebuild
         if self.bound and recorded["fingerprint"] != self.fingerprint and index.writable:
             index.db.set_setting("model", {**recorded, "fingerprint": self.fingerprint})
         self.model_record = {"spec": spec, "fingerprint": self.fingerprint, "name": config.name,
@@ -128,6 +127,12 @@ class Indexer:
         self.spec, self.config, self.settings, self.device, self.workers = spec, config, settings, device, workers
         self.compile, self.batch = compile, batch
         self._encoder = None
+        if rebuild:
+            _ = self.encoder  # the new model must load before the old index is emptied
+            default = index.db.get_setting(DEFAULT_MODEL)
+            index.reset()
+            if default:
+                index.db.set_setting(DEFAULT_MODEL, default)
 
     @property
     def encoder(self):
@@ -184,11 +189,13 @@ class Indexer:
                     crash_point("between-videos")
                 later = waiting
             present = {str(f) for f in files}
-            for video in self.index.db.videos():
-                path = Path(video["path"])
-                if video["path"] not in present and _under(path, roots) and not (path.exists() or path.is_symlink()):
-                    self.index.remove([video["path"]])
-                    yield FileResult(video["path"], "removed")
+            # a folder that gave no video at all may be an unmounted disk: what was indexed under it is kept
+            searched = [root for root in roots if root.is_file() or any(_under(f, [root]) for f in files)]
+            gone = [v["path"] for v in self.index.db.videos()
+                    if v["path"] not in present and _under(Path(v["path"]), searched) and _vanished(v["path"])]
+            if gone:
+                self.index.remove(gone)  # one commit and one FAISS write, however many files went
+            yield from (FileResult(path, "removed") for path in gone)
         finally:
             self.index.sync_vectors()
 
@@ -355,3 +362,14 @@ def printable(name: str) -> str:
 
 def _under(path: Path, roots: list[Path]) -> bool:
     return any(path == root or root in path.parents for root in roots)
+
+
+def _vanished(path: str) -> bool:
+    """Is the file gone? A file that cannot be looked at (a folder without permission) is not."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False

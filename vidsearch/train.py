@@ -231,7 +231,7 @@ def train(settings: TrainSettings, *, resume: bool = False, given: Collection[st
     With `resume`, settings not in `given` (the flags the user typed; default: those not at their default) come
     from the saved run, and given ones that may not change must match it.
     """
-    out = Path(settings.out)
+    out = Path(os.path.abspath(settings.out))  # `--out .` names the folder it is in, which a swap can rename
     checkpoint.check_target(out)  # before any work: --out must be new, empty or a checkpoint, so nothing else is lost
     main = int(os.environ.get("RANK", "0")) == 0
     if main:
