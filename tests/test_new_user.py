@@ -137,12 +137,16 @@ print(results, "torch" in sys.modules)
 
 @pytest.mark.slow
 def test_library_log_lines_stay_out_of_the_output(tmp_path):
-    videos, home = library(tmp_path / "videos", names=("a",)), tmp_path / "index"
-    run_cli("index", str(videos), "--model", "tiny", home=home)
-    quiet = run_cli("query", "shape", home=home)  # a random-init model: open_clip warns that no weights loaded
-    assert "WARNING" not in quiet.stderr + quiet.stdout
+    videos, home = tmp_path / "videos", tmp_path / "index"
+    write_video(videos / "a.mp4", seconds=2, fps=5, size=(64, 48))
+    random_b32 = tmp_path / "random-b32.json"  # a named open_clip architecture without weights: open_clip warns
+    random_b32.write_text(json.dumps({"name": "random-b32", "clip_arch": "ViT-B-32", "pretrained": None}))
+    indexed = run_cli("index", str(videos), "--model", str(random_b32), home=home)
+    quiet = run_cli("query", "shape", home=home)
+    for proc in (indexed, quiet):
+        assert "WARNING" not in proc.stderr + proc.stdout and "No pretrained weights" not in proc.stderr
     loud = run_cli("--verbose", "query", "shape", "--index", str(home))
-    assert "No pretrained weights loaded" in loud.stderr
+    assert "No pretrained weights loaded for model 'ViT-B-32'" in loud.stderr
 
 
 @pytest.mark.slow
