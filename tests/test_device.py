@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from gpu_memory import allocator_peak  # noqa: E402  (the benchmark's measurement, so the test checks the same thing)
 
 from vidsearch import device as dev
 from vidsearch import registry
@@ -129,18 +134,6 @@ def test_fused_attention_by_capability_and_dtype(monkeypatch, capability, dtype,
     monkeypatch.setattr(torch.backends.cuda, "mem_efficient_sdp_enabled", lambda: efficient)
     assert dev.fused_attention(CUDA, dtype) is expected
     assert dev.fused_attention(CPU, dtype)
-
-
-def allocator_peak(run) -> int:
-    """The most bytes PyTorch's CPU allocator held at once during `run()` (as bench/gpu_memory.py measures)."""
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-        run()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns())
-    held = peak = 0
-    for event in events:
-        held += event.nbytes()
-        peak = max(peak, held)
-    return peak
 
 
 @pytest.fixture(scope="module")
