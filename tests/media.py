@@ -113,21 +113,7 @@ def write_with_audio(path: str | Path, *, seconds: float, audio_seconds: float, 
     path.parent.mkdir(parents=True, exist_ok=True)
     rate, chunk = 48000, 1024
     tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(round(audio_seconds * rate)) / rate)).astype(np.float32)
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("mpeg4", rate=fps)
-        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
-        audio = out.add_stream("aac", rate=rate, layout="mono")
-        for i in range(round(seconds * fps)):
-            frame = av.VideoFrame.from_ndarray(index_frame(i, 160, 120), format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
-        for begin in range(0, len(tone), chunk):
-            frame = av.AudioFrame.from_ndarray(tone[None, begin : begin + chunk], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = rate, begin
-            out.mux(audio.encode(frame))
-        out.mux(audio.encode(None))
-    return path
+    return _write_video_and_audio(path, tone, rate=rate, seconds=seconds, fps=fps, codecs=("mpeg4", "aac"), chunk=chunk)
 
 
 def write_truncated(path: str | Path, *, fraction: float = 0.3, faststart: bool = False, codec: str = "libx264") -> Path:
@@ -265,7 +251,14 @@ def write_speech_video(path: str | Path, speech: np.ndarray, *, offset: float, s
     at = round(offset * rate)
     track[at : at + len(speech)] = speech[: len(track) - at]
     webm = path.suffix.lower() == ".webm"
-    vcodec, acodec = ("libvpx-vp9", "libopus") if webm else ("libx264", "aac")
+    codecs = ("libvpx-vp9", "libopus") if webm else ("libx264", "aac")
+    return _write_video_and_audio(path, track, rate=rate, seconds=seconds, fps=fps, codecs=codecs, chunk=chunk)
+
+
+def _write_video_and_audio(path: Path, track: np.ndarray, *, rate: int, seconds: float, fps: int, codecs: tuple[str, str],
+                           chunk: int) -> Path:
+    """Mux `seconds` of index frames (160x120) and the mono float32 `track` at `rate` Hz, `chunk` samples a frame."""
+    vcodec, acodec = codecs
     with av.open(str(path), "w") as out:
         video = out.add_stream(vcodec, rate=fps, options=_FAST.get(vcodec, {}))
         video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
