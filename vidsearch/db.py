@@ -1,14 +1,14 @@
-"""SQLite metadata through sqlite-utils: videos, segments with vectors, and index settings."""
+"""SQLite metadata through sqlite-utils: videos, segments with vectors, transcripts with full-text search, settings."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import sqlite_utils
@@ -65,6 +65,42 @@ def m004_partial_videos(db: sqlite_utils.Database) -> None:
     """A file that stopped decoding part-way is kept as `partial`, with the seconds it covers."""
     db["videos"].add_column("covered", float)
     db["segments"].create_index(["level", "video_id"])  # `vidsearch ls` counts every video's segments from it alone
+
+
+@migrations()
+def m005_transcripts(db: sqlite_utils.Database) -> None:
+    """Each video's timed text lines (subtitles, speech) with an FTS5 index (porter stemming), the text sources it
+    has (or that failed), and a stamp of what its text was read from (sidecar files, speech engine)."""
+    db["transcripts"].create(
+        {"id": int, "video_id": int, "start": float, "end": float, "source": str, "language": str, "text": str},
+        pk="id", foreign_keys=[("video_id", "videos", "id")])
+    db["transcripts"].create_index(["video_id"])
+    db["transcripts"].enable_fts(["text"], tokenize="porter", create_triggers=True)
+    db["text_sources"].create(
+        {"video_id": int, "source": str, "language": str, "lines": int, "problem": str, "note": str},
+        pk=("video_id", "source"), foreign_keys=[("video_id", "videos", "id")])
+    db["videos"].add_column("text_stamp", str)
+
+
+class TextRow(NamedTuple):
+    """A stored transcript line."""
+
+    start: float
+    end: float
+    text: str
+    source: str
+    language: str | None
+
+
+@dataclass(frozen=True)
+class VideoTextRecord:
+    """What a video's text sources gave, as stored: `lines` have start, end, text, source and language; `sources`
+    are (source, language, lines, problem, note) rows, one per source that gave lines, failed or was skipped;
+    `stamp` says what was read (sidecar names, sizes and times; the speech engine), to tell when to read again."""
+
+    lines: list
+    sources: list[tuple[str, str | None, int, str | None, str | None]]
+    stamp: dict
 
 
 @dataclass(frozen=True)
@@ -128,16 +164,18 @@ class Database:
 
     def save_video(self, *, path: str, size: int, mtime: float, hash: str, duration: float, fps: float,
                    frames: int, segments: Iterable[Segment], partial: str | None = None,
-                   covered: float | None = None) -> list[int]:
-        """Replace a video and all its segments atomically; returns the new segment-level ids. `partial` is why
-        decoding stopped early (the video is then indexed over its first `covered` seconds only)."""
+                   covered: float | None = None, text: VideoTextRecord | None = None) -> list[int]:
+        """Replace a video, its segments and its text atomically; returns the new segment-level ids. `partial` is
+        why decoding stopped early (the video is then indexed over its first `covered` seconds only)."""
         with self.db.atomic():
             self._delete(path)
             video_id = self.db["videos"].insert({
                 "path": path, "size": size, "mtime": mtime, "hash": hash, "duration": duration, "fps": fps,
                 "status": "partial" if partial else "ok", "error": partial, "frames": frames, "indexed_at": _now(),
-                "covered": covered if partial else None,
+                "covered": covered if partial else None, "text_stamp": json.dumps(text.stamp) if text else None,
             }).last_pk
+            if text is not None:
+                self._insert_text(video_id, text)
             self.db.conn.executemany(
                 "INSERT INTO segments (video_id, level, start, end, vector) VALUES (?, ?, ?, ?, ?)",
                 ((video_id, seg.level, seg.start, seg.end, np.ascontiguousarray(seg.vector, dtype=np.float32).tobytes())
@@ -146,13 +184,51 @@ class Database:
                                    [video_id]).fetchall()
         return [r[0] for r in rows]
 
+    def replace_text(self, path: str, text: VideoTextRecord, *, sources: Callable[[str], bool]) -> None:
+        """Replace the lines and source rows of `path` whose source `sources` selects with `text`'s, and record its
+        stamp, in one transaction; the segments (and so FAISS) are not touched."""
+        with self.db.atomic():
+            video_id = self.video(path)["id"]
+            old = [row[0] for row in self.db.execute("SELECT source FROM text_sources WHERE video_id = ?", [video_id])]
+            for source in [s for s in old if sources(s)]:
+                self.db.execute("DELETE FROM transcripts WHERE video_id = ? AND source = ?", [video_id, source])
+                self.db.execute("DELETE FROM text_sources WHERE video_id = ? AND source = ?", [video_id, source])
+            self._insert_text(video_id, text)
+            self.db.execute("UPDATE videos SET text_stamp = ? WHERE id = ?", [json.dumps(text.stamp), video_id])
+
+    def _insert_text(self, video_id: int, text: VideoTextRecord) -> None:
+        self.db.conn.executemany(
+            "INSERT INTO transcripts (video_id, start, end, source, language, text) VALUES (?, ?, ?, ?, ?, ?)",
+            ((video_id, line.start, line.end, line.source, line.language, line.text) for line in text.lines))
+        self.db.conn.executemany(
+            "INSERT INTO text_sources (video_id, source, language, lines, problem, note) VALUES (?, ?, ?, ?, ?, ?)",
+            ((video_id, *row) for row in text.sources))
+
+    def text_of(self, path: str, *, sources: Callable[[str], bool] = lambda source: True) -> VideoTextRecord | None:
+        """A video's stored text (lines as TextRow, by source and time), or None if the video is not recorded."""
+        video = self.video(path)
+        if video is None:
+            return None
+        rows = self.db.execute("SELECT start, end, text, source, language FROM transcripts WHERE video_id = ? "
+                               "ORDER BY source, start, end, id", [video["id"]]).fetchall()
+        found = self.db.execute("SELECT source, language, lines, problem, note FROM text_sources WHERE video_id = ? "
+                                "ORDER BY source", [video["id"]]).fetchall()
+        return VideoTextRecord([TextRow(*r) for r in rows if sources(r[3])], [tuple(r) for r in found if sources(r[0])],
+                               json.loads(video["text_stamp"] or "null") or {})
+
+    def has_text(self) -> bool:
+        """Whether any video has a transcript line (queries then search the text too)."""
+        return self.db.execute("SELECT 1 FROM transcripts LIMIT 1").fetchone() is not None
+
     def video_with_hash(self, digest: str, *, other_than: str) -> dict[str, Any] | None:
         """An indexed video with this content at another path (a rename or a copy)."""
         rows = list(self.db["videos"].rows_where("hash = ? AND status != 'failed' AND path != ?", [digest, other_than], limit=1))
         return rows[0] if rows else None
 
-    def copy_video(self, source: str, *, path: str, size: int, mtime: float) -> list[int]:
-        """Index `path` with the segments and vectors of `source` (same content); returns the new segment ids."""
+    def copy_video(self, source: str, *, path: str, size: int, mtime: float,
+                   text: VideoTextRecord | None = None) -> list[int]:
+        """Index `path` with the segments and vectors of `source` (same content) and `text`; returns the new
+        segment ids."""
         original = self.video(source)
         rows = self.db.execute("SELECT level, start, end, vector FROM segments WHERE video_id = ? ORDER BY id",
                                [original["id"]]).fetchall()
@@ -160,7 +236,7 @@ class Database:
         return self.save_video(path=path, size=size, mtime=mtime, hash=original["hash"], duration=original["duration"],
                                fps=original["fps"], frames=original["frames"], segments=segments,
                                partial=original["error"] if original["status"] == "partial" else None,
-                               covered=original["covered"])
+                               covered=original["covered"], text=text)
 
     def touch_video(self, path: str, *, size: int, mtime: float) -> None:
         """Record a new size/mtime for a file whose content hash did not change."""
@@ -184,7 +260,7 @@ class Database:
     def reset(self) -> None:
         """Forget every video, segment and setting (for re-indexing with another model or settings)."""
         with self.db.atomic():
-            for table in ("segments", "videos", "settings"):
+            for table in ("segments", "transcripts", "text_sources", "videos", "settings"):
                 self.db.execute(f"DELETE FROM {table}")
 
     def save_failure(self, *, path: str, size: int, mtime: float, error: str) -> None:
@@ -195,7 +271,8 @@ class Database:
             })
 
     def _delete(self, path: str) -> None:
-        self.db.execute("DELETE FROM segments WHERE video_id IN (SELECT id FROM videos WHERE path = ?)", [path])
+        for table in ("segments", "transcripts", "text_sources"):
+            self.db.execute(f"DELETE FROM {table} WHERE video_id IN (SELECT id FROM videos WHERE path = ?)", [path])
         self.db.execute("DELETE FROM videos WHERE path = ?", [path])
 
     # segments -----------------------------------------------------------------
