@@ -336,9 +336,9 @@ def test_searcher_keeps_a_small_index_and_the_text_tower_on_the_cpu(monkeypatch,
     monkeypatch.setattr(VectorStore, "on_gpu", lambda self: copied.append(self) or self)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     searcher = Searcher(small_index, device="auto")
-    assert searcher.device == "cpu" and copied == []
+    assert searcher.vectors and searcher.device == "cpu" and copied == []  # the vectors load on first use
     monkeypatch.setattr(dev, "search_on_gpu", lambda segments, device, **kw: segments == 5 and device.type == "cuda")
     searcher = Searcher(small_index, device="auto")
-    assert searcher.device == "cpu" and len(copied) == 1  # a large index: the search goes to the GPU
+    assert searcher.vectors and searcher.device == "cpu" and len(copied) == 1  # a large index: the search goes to the GPU
     searcher = Searcher(small_index, device="cuda")
-    assert searcher.device == "cuda" and len(copied) == 2  # asked for: both on the GPU
+    assert searcher.vectors and searcher.device == "cuda" and len(copied) == 2  # asked for: both on the GPU

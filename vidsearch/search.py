@@ -1,4 +1,5 @@
-"""Query terms -> one vector -> nearest segments (optionally only some files) -> ranked moments."""
+"""Query terms -> one vector -> nearest segments (optionally only some files) -> ranked moments, fused with the
+transcript lines that match the words when the index has text."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import numpy as np
 from .errors import IndexProblem, UsageError
 from .indexdir import IndexDir
 from .terms import Term
+from .text_search import TextMatch, search_text
+
+MODES = ("visual", "speech", "both", "auto")
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,9 @@ class Hit:
 
 @dataclass(frozen=True)
 class Moment:
-    """A span of one video made of adjacent matching segments; scored by its best segment."""
+    """A span of one video made of adjacent matching segments, scored by its best segment; or, when the words were
+    searched in what is said too, the fusion of such a span with its best matching line (`text`), or that line alone
+    (no segments), scored by the fusion rule from `visual_score` (cosine) and `text_score` (-bm25)."""
 
     video_id: int
     path: str
@@ -34,6 +40,9 @@ class Moment:
     end: float
     score: float
     segments: int
+    text: TextMatch | None = None
+    visual_score: float | None = None
+    text_score: float | None = None
 
     @property
     def moment_id(self) -> str:
@@ -97,7 +106,6 @@ class Searcher:
         takes 0.03 s there, less than starting CUDA) and searches on the GPU only when `search_on_gpu` says the index
         is large enough to pay for starting CUDA and copying the vectors over."""
         from . import registry
-        from .device import resolve_device, search_on_gpu
 
         recorded = index.db.get_setting("model")
         if recorded is None or index.db.segment_count() == 0:
@@ -105,15 +113,24 @@ class Searcher:
         if registry.fingerprint_matches(recorded["fingerprint"], recorded["spec"], weights=recorded.get("weights")) is None:
             raise IndexProblem(f"{index.path}: model {recorded['spec']!r} changed since this index was built; re-index")
         self.index = index
-        resolved = resolve_device(device)
+        self._asked_device = device
         self.spec, self.device = recorded["spec"], "cuda" if device == "cuda" else "cpu"
         self.weights_file = recorded.get("weights_file")
         self.settings = index.db.get_setting("settings")
-        self._text_encoder = self._full_encoder = None
-        vectors = index.vectors(search_only=True)
-        scanned = vectors.count if vectors.ivf is None else -(-vectors.count * vectors.nprobe // vectors.ivf.nlist)
-        gpu = device == "cuda" or search_on_gpu(vectors.count, resolved, dim=vectors.dim, scanned=scanned)
-        self.vectors = vectors.on_gpu() if gpu else vectors
+        self._text_encoder = self._full_encoder = self._vectors = None
+
+    @property
+    def vectors(self):
+        """The FAISS index, loaded on first use (a search of what is said needs none, nor torch)."""
+        if self._vectors is None:
+            from .device import resolve_device, search_on_gpu
+
+            resolved = resolve_device(self._asked_device)
+            vectors = self.index.vectors(search_only=True)
+            scanned = vectors.count if vectors.ivf is None else -(-vectors.count * vectors.nprobe // vectors.ivf.nlist)
+            gpu = self._asked_device == "cuda" or search_on_gpu(vectors.count, resolved, dim=vectors.dim, scanned=scanned)
+            self._vectors = vectors.on_gpu() if gpu else vectors
+        return self._vectors
 
     def encoder(self, *, images: bool):
         """The text tower alone for words (fast to load); the whole model when an image must be encoded."""
@@ -132,7 +149,7 @@ class Searcher:
         texts = [t for t in terms if t.text is not None]
         images = [t for t in terms if t.image is not None]
         encoder = self.encoder(images=bool(images))
-        parts = list(encoder.encode_text([t.text for t in texts])) if texts else []
+        parts = list(encoder.encode_text([" ".join(t.text.replace('"', " ").split()) for t in texts])) if texts else []
         if images:
             from .frames import read_image
 
@@ -144,15 +161,50 @@ class Searcher:
             raise UsageError("the query's terms cancel out; change their weights")
         return l2_normalize(total[None])
 
+    def resolve_mode(self, mode: str, terms: list[Term]) -> str:
+        """visual, speech or both: `auto` is both when the index has text, else visual."""
+        if mode not in MODES:
+            raise UsageError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode == "auto":
+            return "both" if self.index.db.has_text() else "visual"
+        if mode == "speech" and not self.index.db.has_text():
+            raise UsageError("--mode speech: this index has no subtitles or transcripts; index with --speech ENGINE "
+                             "or put subtitle files (.srt, .vtt, .ass) next to the videos and index again")
+        if mode == "speech" and not any(t.text is not None for t in terms):
+            raise UsageError("--mode speech searches what is said: give words to look for (an --image cannot be heard)")
+        return mode
+
     def search(self, terms: list[Term], *, k: int = 10, group_by: str = "moment", paths: list[str] = (),
-               min_score: float | None = None) -> list[Moment]:
-        """The best `k` moments (or, grouped by video, the best moment of the best `k` videos)."""
-        query = self.query_vector(terms)
-        only = None
+               min_score: float | None = None, mode: str = "auto", rule: str = "rrf") -> list[Moment]:
+        """The best `k` moments (or, grouped by video, the best moment of the best `k` videos). `mode` visual searches
+        the vectors, speech the transcripts, both fuses the two by `rule` (see fusion.py); auto is both when the index
+        has text. `min_score` is a floor on the visual cosine: lines that match always count."""
+        from .fusion import fuse, text_moments
+
+        mode = self.resolve_mode(mode, terms)
+        video_ids = None
         if paths:
             indexed = {v["path"]: v["id"] for v in self.index.db.videos() if v["status"] != "failed"}
-            videos = [indexed[p] for p in select_paths(list(indexed), paths)]
-            only = self.index.db.segment_ids_of(videos)
+            video_ids = [indexed[p] for p in select_paths(list(indexed), paths)]
+            if not video_ids:
+                return []
+        if mode == "visual":
+            moments = self.visual_moments(terms, k=k, group_by=group_by, video_ids=video_ids, min_score=min_score)
+        elif mode == "speech":
+            moments = text_moments(self.text_matches(terms, k=k, group_by=group_by, video_ids=video_ids))
+        else:
+            moments = fuse(self.visual_moments(terms, k=k, group_by=group_by, video_ids=video_ids, min_score=min_score),
+                           self.text_matches(terms, k=k, group_by=group_by, video_ids=video_ids), rule=rule)
+        return (best_per_video(moments) if group_by == "video" else moments)[:k]
+
+    def visual_moments(self, terms: list[Term], *, k: int, group_by: str, video_ids: list[int] | None,
+                       min_score: float | None) -> list[Moment]:
+        """Every moment of the nearest segments at or above `min_score`, best first, from enough segments that `k`
+        moments (or videos, grouped by video) survive, or from all of them."""
+        query = self.query_vector(terms)
+        only = None
+        if video_ids is not None:
+            only = self.index.db.segment_ids_of(video_ids)
             if not len(only):
                 return []
         wanted = max(50, 10 * k)
@@ -162,11 +214,19 @@ class Searcher:
             hits = [Hit(row["video_id"], row["path"], row["start"], row["end"], float(score))
                     for score, seg_id in zip(scores[0], ids[0]) if (row := rows.get(int(seg_id)))]
             moments = merge_moments(hits)
-            if group_by == "video":
-                moments = best_per_video(moments)
             if min_score is not None:
                 moments = [m for m in moments if m.score >= min_score]
             exhausted = len(hits) < wanted or (min_score is not None and hits[-1].score < min_score)
-            if len(moments) >= k or exhausted:
-                return moments[:k]
+            if len(best_per_video(moments) if group_by == "video" else moments) >= k or exhausted:
+                return moments
             wanted *= 4
+
+    def text_matches(self, terms: list[Term], *, k: int, group_by: str, video_ids: list[int] | None) -> list[TextMatch]:
+        """The best transcript lines for the words, best first: enough of them to cover `k` videos when grouping by
+        video, or all there are."""
+        limit = max(200, 10 * k)
+        while True:
+            matches = search_text(self.index.db, terms, limit=limit, video_ids=video_ids)
+            if group_by != "video" or len(matches) < limit or len({m.video_id for m in matches}) >= k:
+                return matches
+            limit *= 4
