@@ -12,6 +12,7 @@ from vidsearch.frames import read_image
 from vidsearch.player import play, player_command
 from vidsearch.report import as_json, clock, html_report, table
 from vidsearch.search import Moment
+from vidsearch.text_search import TextMatch
 from vidsearch.thumbnails import jpeg, moment_frames, write_thumbnails
 
 
@@ -42,6 +43,43 @@ def test_json_adds_moment_id_and_a_thumbnail_only_when_made():
         {"path": "/v/a.mp4", "start": 12.0, "end": 20.0, "score": 0.31, "segments": 2, "moment_id": "3-12000-20000",
          "thumbnail": "/t/3-12000-20000.jpg"},
         {"path": "/v/b.mp4", "start": 0.0, "end": 4.0, "score": 0.2, "segments": 1, "moment_id": "4-0-4000"}]}
+
+
+def said(line, marks, source="sidecar:a.srt"):
+    return TextMatch(3, "/v/a.mp4", 13.0, 15.5, 4.2, line, marks, source, "en")
+
+
+def test_a_moment_with_a_matching_line_shows_it_marked_under_its_row():
+    text = said("we are chopping\nonions  with a knife", ((7, 22), (31, 36)))
+    moments = [Moment(3, "/v/a.mp4", 12.0, 20.0, 0.0323, 2, text=text, visual_score=0.31, text_score=4.2),
+               Moment(4, "/v/b.mp4", 0.0, 4.0, 0.0164, 1, visual_score=0.3)]
+    lines = table(moments).splitlines()
+    assert lines[1].split() == ["1", "0.032", "0:12-0:20", "/v/a.mp4"]
+    assert lines[2] == " " * lines[1].index("/v/") + '"we are *chopping onions* with a *knife*" (sidecar:a.srt)'
+    assert lines[3].split() == ["2", "0.016", "0:00.0-0:04.0", "/v/b.mp4"] and len(lines) == 4
+
+
+def test_json_adds_the_line_and_the_scores_when_there_are_some():
+    text = said("chopping onions", ((0, 8), (9, 15)))
+    moments = [Moment(3, "/v/a.mp4", 12.0, 20.0, 0.0323, 2, text=text, visual_score=0.312345678, text_score=4.2),
+               Moment(5, "/v/c.mp4", 13.0, 15.5, 4.2, 0, text=said("x", ()), text_score=4.2)]
+    first, second = as_json("onions", moments, {})["hits"]
+    assert first == {"path": "/v/a.mp4", "start": 12.0, "end": 20.0, "score": 0.0323, "segments": 2, "moment_id": "3-12000-20000",
+                     "visual_score": 0.31235, "text_score": 4.2, "text": {
+                         "line": "chopping onions", "marks": [[0, 8], [9, 15]], "source": "sidecar:a.srt", "language": "en",
+                         "start": 13.0, "end": 15.5}}
+    assert "visual_score" not in second and second["segments"] == 0 and second["text"]["marks"] == []
+
+
+def test_html_captions_a_card_with_its_line_marked_and_escaped(tmp_path):
+    text = said("<b>chop</b> & onions", ((3, 7), (14, 20)), source="sidecar:<x>.srt")
+    moments = [Moment(1, str(tmp_path / "gone.mp4"), 12.0, 20.0, 0.03, 2, text=text),
+               Moment(2, str(tmp_path / "gone.mp4"), 0.0, 4.0, 0.02, 1)]
+    page = html_report("q", moments, index="/idx", model="tiny", strip=2, size=32)
+    first, second = page.split('<article class="card"')[1:]
+    assert ('<p class="said">“&lt;b&gt;<mark>chop</mark>&lt;/b&gt; &amp; <mark>onions</mark>”'
+            '<span class="source">sidecar:&lt;x&gt;.srt</span></p>') in first
+    assert 'class="said"' not in second
 
 
 def test_jpeg_round_trips_through_the_decoder(tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .errors import BadVideo
 from .search import Moment
+from .text_search import TextMatch
 
 
 def clock(seconds: float, *, tenths: bool = False, rounding=round) -> str:
@@ -38,25 +39,47 @@ def clock_span(start: float, end: float, dash: str = "-") -> str:
     return f"{low}{dash}{high}"
 
 
+def _marked_pieces(text: TextMatch) -> list[tuple[str, bool]]:
+    """The line cut into (piece, is a matched term) in order, covering all of it."""
+    pieces, done = [], 0
+    for begin, end in text.marks:
+        pieces += [(text.line[done:begin], False), (text.line[begin:end], True)]
+        done = end
+    return [(piece, marked) for piece, marked in pieces + [(text.line[done:], False)] if piece]
+
+
 def table(moments: list[Moment]) -> str:
-    """Rank, score, start-end and file, one moment per line, best first."""
+    """Rank, score, start-end and file, one moment per line, best first; under a moment with a matching line, that
+    line (matched terms as *word*) and its source."""
     if not moments:
         return "no matches"
     spans = [clock_span(m.start, m.end) for m in moments]
     width = max(13, *map(len, spans))
     lines = [f"{'#':>3}  {'score':>6}  {'start-end':>{width}}  file"]
-    lines += [f"{rank:>3}  {m.score:6.3f}  {span:>{width}}  {m.path}" for rank, (m, span) in enumerate(zip(moments, spans), 1)]
+    for rank, (m, span) in enumerate(zip(moments, spans), 1):
+        lines.append(f"{rank:>3}  {m.score:6.3f}  {span:>{width}}  {m.path}")
+        if m.text is not None:
+            said = " ".join("".join(f"*{p}*" if marked else p for p, marked in _marked_pieces(m.text)).split())
+            lines.append(f"{'':{width + 15}}\"{said}\" ({m.text.source})")
     return "\n".join(lines)
 
 
 def as_json(query: str, moments: list[Moment], thumbnails: dict[str, str]) -> dict:
-    """{"query": ..., "hits": [{"path", "start", "end", "score", "segments", "moment_id"[, "thumbnail"]}]}"""
+    """{"query": ..., "hits": [{"path", "start", "end", "score", "segments", "moment_id"[, "thumbnail"][, "visual_score"]
+    [, "text_score"][, "text": {"line", "marks", "source", "language", "start", "end"}]}]}"""
     hits = []
     for m in moments:
         hit = {"path": m.path, "start": round(m.start, 3), "end": round(m.end, 3), "score": round(m.score, 5),
                "segments": m.segments, "moment_id": m.moment_id}
         if m.moment_id in thumbnails:
             hit["thumbnail"] = thumbnails[m.moment_id]
+        if m.visual_score is not None:
+            hit["visual_score"] = round(m.visual_score, 5)
+        if m.text_score is not None:
+            hit["text_score"] = round(m.text_score, 5)
+        if m.text is not None:
+            hit["text"] = {"line": m.text.line, "marks": [list(mark) for mark in m.text.marks], "source": m.text.source,
+                           "language": m.text.language, "start": round(m.text.start, 3), "end": round(m.text.end, 3)}
         hits.append(hit)
     return {"query": query, "hits": hits}
 
@@ -75,6 +98,8 @@ h1 { font-size: 20px; margin: 0 0 4px; } .meta { color: #5b6475; margin: 0 0 20p
 .strip figcaption { font-size: 11px; color: #5b6475; text-align: center; }
 video { width: 240px; height: 135px; background: #000; border-radius: 4px; }
 .missing { color: #a33; }
+.said { margin: 0 0 4px; } .said mark { background: #ffe58a; padding: 0 1px; border-radius: 2px; }
+.said .source { color: #5b6475; font-size: 12px; margin-left: 6px; }
 """
 
 
@@ -106,11 +131,15 @@ def _card(rank: int, moment: Moment, *, strip: int, size: int) -> str:
     except BadVideo as e:
         figures = f'<p class="missing">no preview: {html.escape(e.reason)}</p>'
     url = Path(moment.path).as_uri() + f"#t={moment.start:.2f},{moment.end:.2f}"
+    said = ""
+    if moment.text is not None:
+        line = "".join(f"<mark>{html.escape(p)}</mark>" if marked else html.escape(p) for p, marked in _marked_pieces(moment.text))
+        said = f'\n<p class="said">“{line}”<span class="source">{html.escape(moment.text.source)}</span></p>'
     return f"""<article class="card" id="hit-{rank}" data-moment-id="{moment.moment_id}">
 <header><span class="rank">#{rank}</span><span class="score">{moment.score:.3f}</span>
 <span class="when">{clock_span(moment.start, moment.end, "–")}</span>
 <span class="file">{html.escape(Path(moment.path).name)}</span></header>
 <div class="body"><div class="strip">{figures}</div>
-<video controls preload="metadata" src="{html.escape(url)}"></video></div>
+<video controls preload="metadata" src="{html.escape(url)}"></video></div>{said}
 <p class="path">{html.escape(moment.path)}</p>
 </article>"""
