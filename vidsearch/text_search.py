@@ -38,8 +38,9 @@ def fts_query(terms: Iterable[Term]) -> str | None:
     """An FTS5 MATCH expression for the text terms, or None when they hold no word to look for.
 
     A line matches when it has any of the positive terms' words or quoted phrases (bm25 ranks lines with more of them
-    higher, so weak speech recognition still matches in part) and none of the negative terms'. Every word and phrase
-    is written as an FTS5 string, so no user text is ever read as FTS5 syntax.
+    higher, so weak speech recognition still matches in part) and none of the negative terms'. A weight counts only by
+    its sign: FTS5 cannot weight one phrase above another. Every word and phrase is written as an FTS5 string, so no
+    user text is ever read as FTS5 syntax.
     """
     terms = [t for t in terms if t.text is not None]
     positive = [unit for t in terms if t.weight > 0 for unit in _units(t.text)]
