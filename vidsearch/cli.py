@@ -49,6 +49,13 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Mode(str, Enum):
+    auto = "auto"
+    visual = "visual"
+    speech = "speech"
+    both = "both"
+
+
 class GroupBy(str, Enum):
     moment = "moment"
     video = "video"
@@ -123,6 +130,11 @@ def index(
         "--deblock/--no-deblock", help="Run H.264/HEVC's in-loop deblocking filter while decoding. --no-deblock "
         "decodes about a fifth faster, but frames drift from the exact ones: 37-54 dB PSNR at usual bitrates, 23 dB "
         "on heavily compressed video (see bench/RESULTS.md) [default: --deblock].", show_default=False)] = None,
+    speech: Annotated[Optional[str], typer.Option(
+        "--speech", metavar="ENGINE", help="Also transcribe what is said, from now on for this index: pocketsphinx "
+        "(offline, ships with `pip install 'vidsearch[speech]'`), whisper or whisper-SIZE (faster-whisper, weights "
+        "downloaded on first use; `vidsearch[whisper]`), or off. Subtitle streams and sidecar files (NAME.srt, "
+        "NAME.en.vtt, NAME.ass) are always read [default: the index's choice, else off].", show_default=False)] = None,
     workers: Annotated[int, typer.Option(help="Decoding processes feeding the encoder (0: a thread).")] = 1,
     compile: Annotated[bool, typer.Option(help="torch.compile the video encoder (worth it on a GPU for long runs).")]
         = False,
@@ -135,12 +147,15 @@ def index(
         = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Index videos: decode, encode and store them. Unchanged files are skipped, changed ones re-encoded,
-    renamed or copied ones reuse their vectors, and deleted ones are dropped.
+    """Index videos: decode, encode and store them with their subtitles (and, with --speech, what is said).
+    Unchanged files are skipped, changed ones re-encoded, renamed or copied ones reuse their vectors, and deleted
+    ones are dropped; a changed subtitle file re-reads that video's text without re-encoding it.
 
     Exit code 0 when every file is indexed (or skipped as unchanged), 1 when files failed in this run (one
     `failed:` line each; files that failed in earlier runs are only counted) or no video was found, 2 for bad
-    arguments. A file that stopped decoding part-way is indexed up to there, with a `partial:` line.
+    arguments. A file that stopped decoding part-way is indexed up to there, with a `partial:` line. A text
+    source that cannot be read (a broken subtitle file or stream, a damaged audio track) gets a `text failed:`
+    line, and its video is still indexed.
     """
     from tqdm import tqdm
 
@@ -151,26 +166,30 @@ def index(
     files = find_videos(paths)
     where = ", ".join(str(p) for p in paths)
     check_options(model=model, fps=fps, window=window, segment=segment, keep_ratio=keep_ratio, workers=workers,
-                  batch=batch)
+                  batch=batch, speech=speech)
     if not files and not (Path(index_dir or default_index_dir()) / DB_FILE).is_file():
         raise VidsearchError(f"no videos found under {where} (looked for {' '.join(sorted(VIDEO_EXTENSIONS))})")
     idx = open_index(index_dir, create=True)
     idx.lock_for_writing()
     indexer = Indexer(idx, model=model, device=device.value, fps=fps, window=window, segment=segment,
-                      keep_ratio=keep_ratio, deblock=deblock, reindex=reindex, workers=workers, compile=compile,
-                      batch=batch)
+                      keep_ratio=keep_ratio, deblock=deblock, speech=speech, reindex=reindex, workers=workers,
+                      compile=compile, batch=batch)
     results = []
     with tqdm(total=len(files), unit="video", desc="indexing", file=sys.stderr, disable=None) as bar:
         for result in indexer.run(paths, files=files, retry_failed=retry_failed):
             results.append(result)
             if result.status in ("failed", "partial"):
                 bar.write(f"{result.status}: {result.path}: {result.reason}", file=sys.stderr)
+            for problem in result.text_problems:
+                bar.write(f"text failed: {result.path}: {problem} (the video is indexed without it)", file=sys.stderr)
+            for line in result.text_notes:
+                bar.write(f"note: {result.path}: {line}", file=sys.stderr)
             video_seconds = sum(r.seconds for r in results)
             bar.set_postfix_str(f"{video_seconds / (time.perf_counter() - started):.1f} video-s/s")
             if result.status != "removed":
                 bar.update()
     idx.close()
-    statuses = ("indexed", "partial", "reused", "unchanged", "failed", "earlier_failure", "removed")
+    statuses = ("indexed", "partial", "reused", "text_updated", "unchanged", "failed", "earlier_failure", "removed")
     counts = {s: sum(r.status == s for r in results) for s in statuses}
     wall = time.perf_counter() - started
     listed = {s: [{"path": r.path, "reason": r.reason} for r in results if r.status == s]
@@ -178,11 +197,13 @@ def index(
     summary = {**{s: n for s, n in counts.items() if s != "earlier_failure"}, "files": len(results),
                "video_seconds": round(sum(r.seconds for r in results), 3), "frames": sum(r.frames for r in results),
                "wall_seconds": round(wall, 3), "video_seconds_per_second": round(sum(r.seconds for r in results) / wall, 3),
-               "failures": listed["failed"], "partials": listed["partial"], "earlier_failures": listed["earlier_failure"]}
+               "failures": listed["failed"], "partials": listed["partial"], "earlier_failures": listed["earlier_failure"],
+               "text_failures": [{"path": r.path, "reason": p} for r in results for p in r.text_problems]}
     if as_json:
         typer.echo(json.dumps(summary))
     else:
-        typer.echo(f"{counts['indexed']} indexed, {counts['partial']} partial, {counts['reused']} reused, "
+        retexted = f"{counts['text_updated']} text re-read, " if counts["text_updated"] else ""
+        typer.echo(f"{counts['indexed']} indexed, {counts['partial']} partial, {counts['reused']} reused, {retexted}"
                    f"{counts['unchanged']} unchanged, {counts['failed']} failed, {counts['removed']} removed "
                    f"({summary['video_seconds']:.0f} s of video in {summary['wall_seconds']:.1f} s) -> {idx.path}")
     if counts["earlier_failure"]:
@@ -211,11 +232,17 @@ def query(
     k: Annotated[int, typer.Option("-k", "--top", help="Number of moments (or, with --group-by video, videos) to return.")] = 10,
     group_by: Annotated[GroupBy, typer.Option(
         "--group-by", help="moment: every matching moment; video: only the best moment of each video.")] = GroupBy.moment,
+    mode: Annotated[Mode, typer.Option(
+        "--mode", help='visual: what is seen (the vectors); speech: what is said or subtitled (full-text search; '
+                       '"a quoted phrase" matches exactly, - terms exclude lines); both: the two fused into one ranking '
+                       '(reciprocal rank fusion, see README); auto: both when the index has any text, else visual.')]
+        = Mode.auto,
     path: Annotated[Optional[list[str]], typer.Option(
         "--path", metavar="GLOB", help="Only files matching this glob, tried on the full path, the path from here, and the file "
                        "name (repeatable: any may match). Quote it: --path '*/holidays/*'.", show_default=False)] = None,
     min_score: Annotated[Optional[float], typer.Option(
-        "--min-score", metavar="SCORE", help="Drop moments scoring below this (cosine similarity, -1 to 1).", show_default=False)] = None,
+        "--min-score", metavar="SCORE", help="Drop visual matches scoring below this (cosine similarity, -1 to 1); "
+        "matching text lines always count.", show_default=False)] = None,
     html: Annotated[Optional[Path], typer.Option(
         "--html", metavar="FILE", help="Also write a self-contained HTML report here: a card per moment with a thumbnail strip and "
                        "a video player at the moment.", show_default=False)] = None,
@@ -249,12 +276,13 @@ def query(
     if thumbnails is not None and thumbnails.exists() and not thumbnails.is_dir():
         raise UsageError(f"--thumbnails {thumbnails}: is a file; give a folder (it is made if missing)")
     idx = open_index(index_dir)
-    if not image:
+    searcher = Searcher(idx, device=device.value)
+    chosen = searcher.resolve_mode(mode.value, terms)
+    if not image and chosen != "speech":
         import torch
 
         torch.set_num_threads(1)  # one short text: more threads gain nothing, and lose a lot when the cores are busy
-    moments = Searcher(idx, device=device.value).search(terms, k=k, group_by=group_by.value, paths=path or [],
-                                                        min_score=min_score)
+    moments = searcher.search(terms, k=k, group_by=group_by.value, paths=path or [], min_score=min_score, mode=chosen)
     written: dict[str, str] = {}
     if thumbnails is not None:
         from .thumbnails import write_thumbnails
@@ -295,6 +323,47 @@ def _check_image(path: Path) -> None:
         read_image(path, size=16)
     except BadVideo as exc:
         raise UsageError(f"--image {path}: not an image or video ({exc.reason})") from None
+
+
+@app.command()
+@user_errors
+def pairs(
+    sources: Annotated[list[Path], typer.Argument(
+        metavar="SOURCE", help="An index folder (its stored subtitles and transcripts), or video files and folders "
+                               "(their subtitle streams and files, and with --speech what is said).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="The JSONL manifest to write, for `vidsearch train`.")],
+    min_seconds: Annotated[Optional[float], typer.Option(
+        "--min-seconds", help="Merge consecutive lines until a pair spans at least this long, as HowTo100M's ~4 s "
+                              "clips [default: 4].", show_default=False)] = None,
+    min_words: Annotated[Optional[int], typer.Option(
+        "--min-words", help="...and has at least this many words [default: 4].", show_default=False)] = None,
+    speech: Annotated[Optional[str], typer.Option(
+        "--speech", metavar="ENGINE", help="For video files without subtitles: transcribe them with pocketsphinx, "
+        "whisper or whisper-SIZE.", show_default=False)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Turn what is said into training pairs: each subtitle or speech line, merged to a minimum length, with its
+    time span (one source per video: sidecar files, then embedded subtitles, then speech). Train on them with
+    `vidsearch train FILE`."""
+    from .pairs import PairSettings, make_manifest
+
+    given = {"min_seconds": min_seconds, "min_words": min_words}
+    settings = PairSettings(**{name: value for name, value in given.items() if value is not None})
+    summary = make_manifest(sources, out, settings=settings, speech=speech)
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        for item in summary["skipped"]:
+            typer.echo(f"skipped: {item['path']}: {item['reason']}", err=True)
+        for item in summary["problems"]:
+            typer.echo(f"text failed: {item['path']}: {item['reason']}", err=True)
+        if summary["pairs"]:
+            typer.echo(f"wrote {summary['pairs']} pairs from {summary['videos']} videos to {summary['out']}")
+    if not summary["pairs"]:
+        typer.echo(f"error: no pairs: no video gave a subtitle or speech line long enough (--min-seconds "
+                   f"{settings.min_seconds}, --min-words {settings.min_words}); {out} was not written", err=True)
+        raise typer.Exit(1)
+    _finished_read_only.set()
 
 
 @app.command()

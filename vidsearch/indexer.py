@@ -1,4 +1,5 @@
-"""Walk -> decode -> windows -> encode -> SQLite + FAISS, one transaction per video, skipping unchanged files."""
+"""Walk -> decode -> windows -> encode (beside: subtitles, speech) -> SQLite + FAISS, one transaction per video,
+skipping unchanged files."""
 
 from __future__ import annotations
 
@@ -12,16 +13,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import IndexSettings
-from .db import Segment
+from .db import Segment, VideoTextRecord
 from .errors import IndexProblem, UsageError
 from .faults import crash_point
 from .indexdir import IndexDir
+from .text_index import KINDS, Sidecars, TextReader, kind, kinds_to_read, load_engine, record, speech_name, stamp_of
 from .windows import group_segments, slice_spans
 
 if TYPE_CHECKING:
     from .decode_workers import Window
 
 DEFAULT_MODEL = "default_model"  # the settings key of a --model given before any video was committed
+SPEECH = "speech"  # the settings key of the speech engine the index transcribes with (--speech), if any
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv".split())
 
@@ -31,19 +34,23 @@ class FileResult:
     """What happened to one file in an indexing run."""
 
     path: str
-    status: str  # "indexed", "partial", "reused" (same content elsewhere), "unchanged", "failed", "earlier_failure"
-    # (failed in an earlier run, unchanged since) or "removed"
+    status: str  # "indexed", "partial", "reused" (same content elsewhere), "text_updated" (only its text was read again),
+    # "unchanged", "failed", "earlier_failure" (failed in an earlier run, unchanged since) or "removed"
     reason: str | None = None
     seconds: float = 0.0  # seconds of video encoded in this run
     frames: int = 0  # frames decoded and encoded in this run
+    text_problems: tuple[str, ...] = ()  # "SOURCE: reason" of each text source read in this run that failed
+    text_notes: tuple[str, ...] = ()  # "SOURCE: note" of each text source skipped on purpose
 
 
 def check_options(*, model: str | None = None, fps: float | None = None, window: int | None = None,
                   segment: float | None = None, keep_ratio: float | None = None, workers: int = 1,
-                  batch: int | None = None) -> None:
+                  batch: int | None = None, speech: str | None = None) -> None:
     """Refuse bad option values (UsageError, exit 2) before anything is opened, created or loaded."""
     from . import registry
 
+    if speech is not None:
+        speech_name(speech)
     if model:
         registry.resolve(registry.canonical_spec(model))
     given = {"fps": fps, "window": window, "segment": segment, "keep_ratio": keep_ratio}
@@ -86,8 +93,10 @@ class Indexer:
 
     def __init__(self, index: IndexDir, *, model: str | None = None, device: str = "auto", fps: float | None = None,
                  window: int | None = None, segment: float | None = None, keep_ratio: float | None = None,
-                 deblock: bool | None = None,
+                 deblock: bool | None = None, speech: str | None = None,
                  reindex: bool = False, workers: int = 1, compile: bool = False, batch: int | None = None):
+        """`speech` (a --speech value) turns speech recognition on or `off` for this index, from this run on; the
+        engine loads here, so a missing one fails before any work."""
         from . import registry
 
         self.index = index
@@ -95,7 +104,7 @@ class Indexer:
         # The model and settings are bound by the first committed video: an index with none takes any model.
         self.bound = recorded is not None and index.db.segment_count() > 0
         check_options(model=model, fps=fps, window=window, segment=segment, keep_ratio=keep_ratio, workers=workers,
-                      batch=batch)
+                      batch=batch, speech=speech)
         chosen = recorded["spec"] if self.bound else (index.db.get_setting(DEFAULT_MODEL) or (recorded or {}).get("spec"))
         spec = registry.canonical_spec(model) if model else (chosen or "clip-b32")
         if model and not self.bound and index.writable:  # remembered for the next run, even if this one commits nothing
@@ -130,9 +139,20 @@ class Indexer:
         if rebuild:
             _ = self.encoder  # the new model must load before the old index is emptied
             default = index.db.get_setting(DEFAULT_MODEL)
+            speech = speech or index.db.get_setting(SPEECH) or "off"
             index.reset()
             if default:
                 index.db.set_setting(DEFAULT_MODEL, default)
+        engine = None
+        if speech is not None:
+            engine_name = speech_name(speech)
+            engine = load_engine(engine_name) if engine_name else None
+            if index.writable:
+                index.db.set_setting(SPEECH, engine_name)
+        else:
+            engine_name = index.db.get_setting(SPEECH)
+        self.text = TextReader(engine_name, engine=engine)
+        self.sidecars = Sidecars()
 
     @property
     def encoder(self):
@@ -215,7 +235,7 @@ class Indexer:
             return self._fail(name, 0, 0.0, reason)
         if previous and previous["size"] == stat.st_size and previous["mtime"] == stat.st_mtime:
             if previous["status"] == "ok" or (previous["status"] == "partial" and not retry_failed):
-                return FileResult(name, "unchanged")
+                return self._check_text(path, retry_failed=retry_failed)
             if not retry_failed:
                 return FileResult(name, "earlier_failure", previous["error"])
         try:
@@ -224,11 +244,23 @@ class Indexer:
             return self._fail(name, stat.st_size, stat.st_mtime, f"cannot read: {exc.strerror or exc}")
         if previous and previous["status"] == "ok" and previous["hash"] == digest:
             self.index.db.touch_video(name, size=stat.st_size, mtime=stat.st_mtime)
-            return FileResult(name, "unchanged")
+            return self._check_text(path, retry_failed=retry_failed)
         donor = self.index.db.video_with_hash(digest, other_than=name)
         if donor is not None:
-            return self._reuse(name, donor["path"], stat)
+            return self._reuse(path, donor["path"], stat)
         return path, stat, digest
+
+    def _check_text(self, path: Path, *, retry_failed: bool = False) -> FileResult:
+        """An unchanged video: read again the text sources whose files or engine changed (or that failed, with
+        `retry_failed`), in one transaction that leaves its frames and vectors alone."""
+        name = str(path)
+        stamp = stamp_of(path, self.text.speech, self.sidecars)
+        kinds = kinds_to_read(self.index.db.text_of(name), stamp, retry_failed=retry_failed)
+        if not kinds:
+            return FileResult(name, "unchanged")
+        text = record(self.text.read(path, kinds), stamp)
+        self.index.db.replace_text(name, text, sources=lambda source: kind(source) in kinds)
+        return FileResult(name, "text_updated", **_text_outcome(text))
 
     def encode_files(self, files: list[tuple[Path, os.stat_result, str]]) -> Iterator[FileResult]:
         """Decode (in worker processes) and encode (here) overlapped; commit each video when its last window is in."""
@@ -239,6 +271,8 @@ class Indexer:
         encoder, settings = self.encoder, self.settings
         jobs = [DecodeJob(key, path, settings.fps, encoder.image_size, settings.window, settings.deblock)
                 for key, (path, _, _) in enumerate(files)]
+        stamps = [stamp_of(path, self.text.speech, self.sidecars) for path, _, _ in files]
+        texts = [self.text.submit(path, KINDS) for path, _, _ in files]  # read beside decoding and encoding
         infos: dict[int, Started] = {}
         segments: dict[int, list[Segment]] = {}
         batch: list[Window] = []  # windows of one length waiting to be encoded together
@@ -256,8 +290,8 @@ class Indexer:
                 if event.error and not found:
                     yield self._fail(str(path), stat.st_size, stat.st_mtime, event.error)
                 else:  # decoding that stopped part-way keeps what it got, marked partial
-                    info = infos[event.key]
-                    yield self._commit(path, stat, digest, info.duration, info.fps, event.frames, found,
+                    info, text = infos[event.key], record(texts[event.key].result(), stamps[event.key])
+                    yield self._commit(path, stat, digest, info.duration, info.fps, event.frames, found, text,
                                        partial=event.error, covered=event.covered if event.error else None)
                 segments.pop(event.key, None)
             finished.clear()
@@ -315,21 +349,32 @@ class Indexer:
         self.index.commit(write)
         return FileResult(path, "failed", reason)
 
-    def _reuse(self, name: str, source: str, stat: os.stat_result) -> FileResult:
-        """A renamed or copied file: take the vectors of the same content, no decoding or encoding."""
-        db = self.index.db
+    def _reuse(self, path: Path, source: str, stat: os.stat_result) -> FileResult:
+        """A renamed or copied file: take the vectors and the embedded and spoken text of the same content, no
+        decoding or encoding; read its own sidecar files."""
+        name, db = str(path), self.index.db
+        stamp = stamp_of(path, self.text.speech, self.sidecars)
+        donor = db.text_of(source, sources=lambda s: kind(s) != "sidecar")
+        sidecars = record(self.text.read(path, ["sidecar"]), stamp)
+        text = VideoTextRecord(donor.lines + sidecars.lines, donor.sources + sidecars.sources,
+                               {**stamp, "speech": donor.stamp.get("speech")} if donor.stamp else {})
 
         def write():
             with db.db.atomic():
                 old_ids = db.segment_ids(name)
-                return old_ids, db.copy_video(source, path=name, size=stat.st_size, mtime=stat.st_mtime)
+                return old_ids, db.copy_video(source, path=name, size=stat.st_size, mtime=stat.st_mtime, text=text)
 
         self.index.commit(write)
-        return FileResult(name, "reused")
+        refreshed = self._check_text(path)  # the donor's text may be older than this run's speech engine
+        read = _text_outcome(sidecars)
+        return FileResult(name, "reused", text_problems=read["text_problems"] + refreshed.text_problems,
+                          text_notes=read["text_notes"] + refreshed.text_notes)
 
     def _commit(self, path: Path, stat: os.stat_result, digest: str, duration: float, fps: float, frames: int,
-                segments: list[Segment], *, partial: str | None = None, covered: float | None = None) -> FileResult:
-        """One transaction for the video's row, segments and vectors (and, for the first video, the model); then FAISS."""
+                segments: list[Segment], text: VideoTextRecord, *, partial: str | None = None,
+                covered: float | None = None) -> FileResult:
+        """One transaction for the video's row, segments, vectors and text (and, for the first video, the model);
+        then FAISS."""
         name, db = str(path), self.index.db
 
         def write():
@@ -338,13 +383,19 @@ class Indexer:
                 old_ids = db.segment_ids(name)
                 return old_ids, db.save_video(path=name, size=stat.st_size, mtime=stat.st_mtime, hash=digest,
                                               duration=duration, fps=fps, frames=frames, segments=segments,
-                                              partial=partial, covered=covered)
+                                              partial=partial, covered=covered, text=text)
 
         self.index.commit(write)
         self.bound = True
         if partial:
-            return FileResult(name, "partial", partial, seconds=covered or 0.0, frames=frames)
-        return FileResult(name, "indexed", seconds=duration, frames=frames)
+            return FileResult(name, "partial", partial, seconds=covered or 0.0, frames=frames, **_text_outcome(text))
+        return FileResult(name, "indexed", seconds=duration, frames=frames, **_text_outcome(text))
+
+
+def _text_outcome(text: VideoTextRecord) -> dict[str, tuple[str, ...]]:
+    """A FileResult's text problems and notes, from the source rows read in this run."""
+    return {"text_problems": tuple(f"{source}: {problem}" for source, _, _, problem, _ in text.sources if problem),
+            "text_notes": tuple(f"{source}: {note}" for source, _, _, _, note in text.sources if note)}
 
 
 def _is_utf8(name: str) -> bool:

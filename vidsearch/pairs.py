@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from .errors import BadVideo, UsageError, VidsearchError
 from .frames import probe
 from .indexdir import DB_FILE, IndexDir
-from .text_sources import SPEECH_ENGINES, Line, TextLine, read_speech, read_text, speech_engine
+from .text_index import load_engine, speech_name
+from .text_sources import Line, TextLine, read_speech, read_text
 
 if TYPE_CHECKING:
     from .db import Database
@@ -285,7 +286,8 @@ def make_manifest(sources: Sequence[Path], out: Path, *, settings: PairSettings 
                          f"name it .jsonl")
     if not sources:
         raise UsageError("give an index folder, or video files and folders")
-    engine = _LazyEngine(speech) if speech is not None else None
+    engine_name = speech_name(speech) if speech is not None else None
+    engine = _LazyEngine(engine_name) if engine_name else None
     sources = [Path(s).expanduser() for s in sources]
     report = PairsReport()
     indexes = [s for s in sources if s.is_dir() and is_index(s)]
@@ -320,14 +322,10 @@ def _write(records: Iterator[dict], out: Path, report: PairsReport) -> dict:
 
 
 class _LazyEngine:
-    """A speech engine by name, loaded when it first transcribes: videos with subtitles never need it."""
+    """A speech engine by its canonical name, loaded when it first transcribes: videos with subtitles never need it."""
 
     def __init__(self, name: str) -> None:
-        self._kind, _, self._size = name.strip().lower().partition("-")
-        if self._kind not in SPEECH_ENGINES or (self._kind == "pocketsphinx" and self._size):
-            raise UsageError(f"--speech {name!r}: choose {', '.join(SPEECH_ENGINES)} or whisper-SIZE")
-        self._size = self._size or "small"
-        self.name = "pocketsphinx" if self._kind == "pocketsphinx" else f"whisper-{self._size}"  # names the source
+        self.name = name  # names the source: speech:pocketsphinx, speech:whisper-small
         self._engine = None
 
     @property
@@ -336,5 +334,5 @@ class _LazyEngine:
 
     def transcribe(self, audio):
         if self._engine is None:
-            self._engine = speech_engine(self._kind, model_size=self._size)
+            self._engine = load_engine(self.name)
         return self._engine.transcribe(audio)

@@ -252,23 +252,26 @@ class Sidecar(NamedTuple):
     language: str | None
 
 
-def find_sidecars(video: str | Path) -> list[Sidecar]:
+def find_sidecars(video: str | Path, *, listing: Iterable[os.DirEntry] | None = None) -> list[Sidecar]:
     """The subtitle files next to `video`: `NAME.srt`, `.vtt`, `.ass`, `.ssa` and tagged ones (`NAME.en.srt`,
-    `NAME.pt-BR.forced.vtt`), by name. Raises OSError when the folder cannot be listed."""
+    `NAME.pt-BR.forced.vtt`), by name. `listing` is the folder's entries when the caller has them already.
+    Raises OSError when the folder cannot be listed."""
     video = Path(video)
+    if listing is None:
+        with os.scandir(video.parent) as entries:
+            return find_sidecars(video, listing=list(entries))
     found = []
-    with os.scandir(video.parent) as entries:
-        for entry in entries:
-            base, ext = os.path.splitext(entry.name)
-            if ext.lower() not in SIDECAR_FORMATS or not entry.is_file():
-                continue
-            if base == video.stem:
-                found.append(Sidecar(Path(entry.path), None))
-            elif base.startswith(video.stem + "."):
-                tags = base[len(video.stem) + 1 :].split(".")
-                languages = [t for t in tags if t.lower() not in _SIDECAR_FLAGS]
-                if all(_LANGUAGE_TAG.fullmatch(t) for t in languages):  # `name.part2.srt` belongs to another video
-                    found.append(Sidecar(Path(entry.path), languages[0] if languages else None))
+    for entry in listing:
+        base, ext = os.path.splitext(entry.name)
+        if ext.lower() not in SIDECAR_FORMATS or not entry.is_file():
+            continue
+        if base == video.stem:
+            found.append(Sidecar(Path(entry.path), None))
+        elif base.startswith(video.stem + "."):
+            tags = base[len(video.stem) + 1 :].split(".")
+            languages = [t for t in tags if t.lower() not in _SIDECAR_FLAGS]
+            if all(_LANGUAGE_TAG.fullmatch(t) for t in languages):  # `name.part2.srt` belongs to another video
+                found.append(Sidecar(Path(entry.path), languages[0] if languages else None))
     return sorted(found, key=lambda s: s.path.name)
 
 

@@ -46,6 +46,12 @@ def verify(index: IndexDir, *, repair: bool = False) -> list[Finding]:
     orphans = db.execute("SELECT count(*) FROM segments WHERE video_id NOT IN (SELECT id FROM videos)").fetchone()[0]
     report("segments belong to videos", [f"{orphans} orphan segments"] if orphans else [],
            lambda: index.commit(_orphan_remover(index)))
+    stray = db.execute("SELECT count(*) FROM transcripts WHERE video_id NOT IN "
+                       "(SELECT id FROM videos WHERE status != 'failed')").fetchone()[0]
+    report("transcript lines belong to indexed videos", [f"{stray} stray lines"] if stray else [],
+           lambda: _remove_stray_text(index))
+    report("full-text index matches the transcripts", _fts_problems(index),
+           lambda: _rebuild_fts(index))
     model = index.db.get_setting("model")
     videos = index.db.videos()
     report("model recorded", ["videos indexed but no model recorded"]
@@ -78,6 +84,27 @@ def _orphan_remover(index: IndexDir):
             index.db.db.execute("DELETE FROM segments WHERE video_id NOT IN (SELECT id FROM videos)")
         return ids, []
     return write
+
+
+def _remove_stray_text(index: IndexDir) -> None:
+    with index.db.db.atomic():
+        for table in ("transcripts", "text_sources"):
+            index.db.db.execute(f"DELETE FROM {table} WHERE video_id NOT IN "
+                                f"(SELECT id FROM videos WHERE status != 'failed')")
+
+
+def _fts_problems(index: IndexDir) -> list[str]:
+    """FTS5's own check that its index holds exactly the transcripts' words."""
+    try:
+        index.db.db.execute("INSERT INTO transcripts_fts(transcripts_fts, rank) VALUES ('integrity-check', 1)")
+    except sqlite3.DatabaseError as exc:
+        return [f"{exc} (`verify --repair` rebuilds it from the transcripts)"]
+    return []
+
+
+def _rebuild_fts(index: IndexDir) -> None:
+    with index.db.db.atomic():
+        index.db.db.execute("INSERT INTO transcripts_fts(transcripts_fts) VALUES ('rebuild')")
 
 
 def _bad_vectors(index: IndexDir, dim: int) -> list[str]:

@@ -1,0 +1,154 @@
+"""A video's text for the index: which sources to read, the stamp that tells when to read again, and a reader
+thread so that speech recognition runs beside video encoding."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future
+from pathlib import Path
+
+from .db import VideoTextRecord
+from .errors import UsageError
+from .faults import crash_point
+
+KINDS = ("embedded", "sidecar", "speech")  # a source `sidecar:a.srt` is of kind `sidecar`
+SPEECH_OFF = "off"
+
+
+def speech_name(value: str) -> str | None:
+    """The canonical name of a `--speech` value: `pocketsphinx`, `whisper` (= `whisper-small`), `whisper-SIZE`
+    (tiny, base, small, medium, large-v3 ...), or None for `off`. Raises UsageError for anything else."""
+    from .text_sources import SPEECH_ENGINES
+
+    value = value.strip().lower()
+    if value == SPEECH_OFF:
+        return None
+    if value == "whisper":
+        return "whisper-small"
+    if value == "pocketsphinx" or (value.startswith("whisper-") and len(value) > len("whisper-")):
+        return value
+    raise UsageError(f"--speech {value!r}: choose {', '.join(SPEECH_ENGINES)}, whisper-SIZE (whisper-tiny ... "
+                     f"whisper-large-v3) or {SPEECH_OFF}")
+
+
+def load_engine(name: str):
+    """The speech engine of a canonical name; ModelUnavailable (one line) when its package or weights are missing."""
+    from .text_sources import speech_engine
+
+    engine, _, size = name.partition("-")
+    return speech_engine(engine, model_size=size or "small")
+
+
+def kind(source: str) -> str:
+    return source.split(":", 1)[0]
+
+
+class Sidecars:
+    """The sidecar files of videos, each folder listed once per run (a folder of 10,000 videos is not listed
+    10,000 times)."""
+
+    def __init__(self) -> None:
+        self._listings: dict[Path, list[os.DirEntry]] = {}
+
+    def stamp(self, video: Path) -> list[list]:
+        """[name, size, mtime_ns] of each sidecar file of `video`; an unlistable folder is a stamp of its own."""
+        from .text_sources import find_sidecars
+
+        folder = video.parent
+        try:
+            if folder not in self._listings:
+                with os.scandir(folder) as entries:
+                    self._listings[folder] = list(entries)
+            found = find_sidecars(video, listing=self._listings[folder])
+            return [[s.path.name, *_size_and_time(s.path)] for s in found]
+        except OSError as exc:
+            return [["", -1, exc.errno or 0]]
+
+
+def _size_and_time(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return -1, 0
+    return stat.st_size, stat.st_mtime_ns
+
+
+def stamp_of(video: Path, speech: str | None, sidecars: Sidecars) -> dict:
+    """What a video's text is read from: its sidecar files (name, size, time) and the speech engine (or None)."""
+    return {"sidecars": sidecars.stamp(video), "speech": speech}
+
+
+def kinds_to_read(stored: VideoTextRecord | None, stamp: dict, *, retry_failed: bool = False) -> set[str]:
+    """The kinds of source to read again for an unchanged video: all of them when its text was never read, the
+    sidecars when they changed, speech when the engine changed, and (with `retry_failed`) the kinds that failed."""
+    if stored is None or not stored.stamp:
+        return set(KINDS)
+    kinds = set()
+    if stored.stamp.get("sidecars") != stamp["sidecars"]:
+        kinds.add("sidecar")
+    if stored.stamp.get("speech") != stamp["speech"]:
+        kinds.add("speech")
+    if retry_failed:
+        kinds |= {kind(source) for source, _, _, problem, _ in stored.sources if problem}
+    return kinds
+
+
+def record(text, stamp: dict) -> VideoTextRecord:
+    """A VideoText (text_sources.read_text) as stored: its lines, one row per source, and the stamp."""
+    rows: dict[str, list] = {}
+    for line in text.lines:
+        row = rows.setdefault(line.source, [line.source, line.language, 0, None, None])
+        row[2] += 1
+    for problem in text.problems:
+        rows.setdefault(problem.source, [problem.source, None, 0, None, None])[3] = problem.reason
+    for note in text.notes:
+        rows.setdefault(note.source, [note.source, None, 0, None, None])[4] = note.note
+    return VideoTextRecord(list(text.lines), [tuple(row) for row in rows.values()], stamp)
+
+
+class TextReader:
+    """Reads videos' text in one background thread, in the order asked: subtitles are quick, and speech
+    recognition (one engine, loaded on first use) then overlaps video decoding and encoding."""
+
+    def __init__(self, speech: str | None, *, engine=None):
+        self.speech = speech
+        self._engine = engine
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, video: Path, kinds: Iterable[str]) -> Future:
+        """A future VideoText of these kinds of `video`'s sources (speech only when an engine is set)."""
+        future: Future = Future()
+        self._jobs.put((future, video, frozenset(kinds)))
+        if self._thread is None:  # a daemon: Ctrl-C does not wait for a long transcription to end
+            self._thread = threading.Thread(target=self._run, name="vidsearch-text", daemon=True)
+            self._thread.start()
+        return future
+
+    def read(self, video: Path, kinds: Iterable[str]):
+        """The same as submit(...).result(), on the reader's thread, so that the engine is only ever used there."""
+        return self.submit(video, kinds).result()
+
+    def _run(self) -> None:
+        while True:
+            future, video, kinds = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(self._read(video, kinds))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
+                future.set_exception(exc)
+
+    def _read(self, video: Path, kinds: frozenset[str]):
+        from .text_sources import read_text
+
+        speech = None
+        if "speech" in kinds and self.speech is not None:
+            self._engine = self._engine or load_engine(self.speech)
+            speech = self._engine
+        text = read_text(video, embedded="embedded" in kinds, sidecars="sidecar" in kinds, speech=speech)
+        crash_point("text-read")
+        return text
