@@ -439,8 +439,8 @@ def models(as_json: JsonOption = False) -> None:
 @app.command()
 @user_errors
 def status(index_dir: IndexOption = None, as_json: JsonOption = False) -> None:
-    """Show what an index holds: videos (indexed, partial, failed), segments, model, index type and size on disk.
-    `vidsearch ls` lists the files."""
+    """Show what an index holds: videos (indexed, partial, failed), segments, text (subtitle and transcript
+    lines, by kind of source), model, index type and size on disk. `vidsearch ls` lists the files."""
     from .report import clock
 
     idx = open_index(index_dir)
@@ -449,15 +449,19 @@ def status(index_dir: IndexOption = None, as_json: JsonOption = False) -> None:
     size = sum(f.stat().st_size for f in idx.path.iterdir() if f.is_file() and f.exists())
     info = {"index": str(idx.path), **stats, "model": idx.db.get_setting("model"),
             "settings": idx.db.get_setting("settings"), "index_type": store.kind, "vectors": store.count,
-            "bytes": size, "failures": idx.db.failures(), "partials": idx.db.partials()}
+            "bytes": size, "failures": idx.db.failures(), "partials": idx.db.partials(),
+            "text": {**idx.db.text_stats(), "speech": idx.db.get_setting("speech")}}
     if as_json:
         typer.echo(json.dumps(info))
         return
-    model = info["model"] or {}
+    model, text = info["model"] or {}, info["text"]
+    kinds = ", ".join(f"{kind} {count}" for kind, count in text["sources"].items())
     typer.echo(f"index     {info['index']}\n"
                f"videos    {stats['indexed']} indexed, {stats['partial']} partial, {stats['failed']} failed "
                f"({clock(stats['seconds'])} of video)\n"
                f"segments  {stats['segments']} ({stats['windows']} windows), {store.kind} with {store.count} vectors\n"
+               f"text      {text['lines']} lines in {text['videos']} videos ({kinds or 'no subtitles or speech'}); "
+               f"speech {text['speech'] or 'off'}\n"
                f"model     {model.get('spec', '-')} ({model.get('fingerprint', '-')})\n"
                f"settings  {info['settings']}\n"
                f"size      {size / 1e6:.1f} MB")
@@ -465,6 +469,8 @@ def status(index_dir: IndexOption = None, as_json: JsonOption = False) -> None:
         typer.echo(f"partial: {partial['path']}: {partial['error']}")
     for failure in info["failures"]:
         typer.echo(f"failed: {failure['path']}: {failure['error']}")
+    for failure in text["failures"]:
+        typer.echo(f"text failed: {failure['path']}: {failure['source']}: {failure['problem']}")
 
 
 class State(str, Enum):
@@ -485,7 +491,8 @@ def list_files(
     index_dir: IndexOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the indexed files, sorted by path: state (and why), duration, segments and when indexed."""
+    """List the indexed files, sorted by path: state (and why), duration, segments, when indexed and the kinds of
+    text found (sidecar, embedded, speech; a trailing ! when one failed)."""
     from .report import clock
     from .search import select_paths
 
@@ -503,7 +510,11 @@ def list_files(
     for r in rows:
         length = "-" if r["duration"] is None else clock(r["duration"])
         why = f"  ({r['reason']})" if r["reason"] else ""
-        lines.append(f"{r['state']:<8} {length:>8} {r['segments']:>6}  {r['indexed_at'] or '-':<25}  {r['path']}{why}")
+        kinds = sorted({s["source"].split(":")[0] + ("!" if s["problem"] else "") for s in r["text"]
+                        if s["lines"] or s["problem"]})
+        text = ",".join(kinds) or "-"
+        lines.append(f"{r['state']:<8} {length:>8} {r['segments']:>6}  {r['indexed_at'] or '-':<25}  {text:<16}  "
+                     f"{r['path']}{why}")
     if lines:
         typer.echo("\n".join(lines))
 

@@ -321,17 +321,32 @@ class Database:
         return {"videos": videos, "indexed": ok or 0, "partial": partial or 0, "failed": failed or 0, "segments": segments,
                 "windows": windows, "seconds": float(seconds)}
 
+    def text_stats(self) -> dict[str, Any]:
+        """Transcript lines, the videos that have any, videos per kind of source, and the text sources that failed."""
+        lines, videos = self.db.execute("SELECT count(*), count(DISTINCT video_id) FROM transcripts").fetchone()
+        kinds = dict(self.db.execute(
+            "SELECT substr(source, 1, instr(source || ':', ':') - 1) AS kind, count(DISTINCT video_id) FROM text_sources "
+            "WHERE lines > 0 GROUP BY kind ORDER BY kind").fetchall())
+        failed = [{"path": path, "source": source, "problem": problem} for path, source, problem in self.db.execute(
+            "SELECT v.path, t.source, t.problem FROM text_sources t JOIN videos v ON v.id = t.video_id "
+            "WHERE t.problem IS NOT NULL ORDER BY v.path, t.source")]
+        return {"lines": lines, "videos": videos, "sources": kinds, "failures": failed}
+
     def failures(self) -> list[dict[str, Any]]:
         return list(self.db["videos"].rows_where("status = 'failed'", order_by="path", select="path, error"))
 
     def listing(self) -> list[dict[str, Any]]:
         """Every recorded file, sorted by path: path, state, reason, duration, covered (seconds indexed, when
-        partial), segments and indexed_at."""
+        partial), segments, indexed_at and text (its text sources: source, language, lines, problem, note)."""
         counts = dict(self.db.execute(
             "SELECT video_id, count(*) FROM segments WHERE level = 'segment' GROUP BY video_id").fetchall())
+        text: dict[int, list[dict[str, Any]]] = {}
+        for video_id, *row in self.db.execute("SELECT video_id, source, language, lines, problem, note FROM text_sources "
+                                              "ORDER BY video_id, source"):
+            text.setdefault(video_id, []).append(dict(zip(("source", "language", "lines", "problem", "note"), row)))
         rows = self.db.execute("SELECT id, path, status, error, duration, covered, indexed_at FROM videos")
         listing = [{"path": path, "state": status, "reason": error, "duration": duration, "covered": covered,
-                    "segments": counts.get(vid, 0), "indexed_at": indexed_at}
+                    "segments": counts.get(vid, 0), "indexed_at": indexed_at, "text": text.get(vid, [])}
                    for vid, path, status, error, duration, covered, indexed_at in rows]
         return sorted(listing, key=lambda r: r["path"])
 
