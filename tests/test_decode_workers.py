@@ -88,3 +88,28 @@ def test_a_bug_in_a_worker_is_raised_not_recorded(tmp_path, workers):
     with pytest.raises(ValueError, match="fps and size must be positive"):
         list(decode_all([broken], workers=workers, depth=1))
     assert multiprocessing.active_children() == []
+
+
+def test_a_text_job_reads_the_same_in_a_worker_as_here(tmp_path):
+    from media import write_subtitled_video
+
+    from vidsearch.decode_workers import TextJob, TextRead
+
+    video = write_subtitled_video(tmp_path / "s.mkv", [(0.5, 1.5, "hello there")], seconds=2)
+    (tmp_path / "s.srt").write_text("1\n00:00:01,000 --> 00:00:02,000\nbeside it\n", encoding="utf-8")
+    jobs = [TextJob(0, video, frozenset({"embedded", "sidecar"}))]
+    here, there = (list(decode_all(jobs, workers=workers, depth=2)) for workers in (0, 1))
+    assert [type(e) for e in there] == [TextRead, Finished] and there == here
+    assert sorted(line.text for line in there[0].text.lines) == ["beside it", "hello there"]
+
+
+def test_a_text_worker_that_crashes_costs_only_its_file(tmp_path, monkeypatch):
+    from media import write_subtitled_video
+
+    from vidsearch.decode_workers import TextJob, TextRead
+
+    videos = [write_subtitled_video(tmp_path / f"{name}.mkv", [(0.5, 1.5, name)], seconds=2) for name in ("a", "b")]
+    monkeypatch.setenv(KILL_AT, "text-worker@a.mkv:SIGSEGV")
+    events = list(decode_all([TextJob(i, v, frozenset({"embedded"})) for i, v in enumerate(videos)], workers=1, depth=2))
+    assert events[0] == Finished(0, 0, "decoder crashed: signal 11 (SIGSEGV)")
+    assert isinstance(events[1], TextRead) and [line.text for line in events[1].text.lines] == ["b"]

@@ -1,5 +1,5 @@
-"""Decode many files into fixed-size frame windows (or spans of files into one array each) in worker processes,
-each on its own pipe, a bounded number ahead."""
+"""Decode many files into fixed-size frame windows (or spans of files into one array each, or their text) in worker
+processes, each on its own pipe, a bounded number ahead."""
 
 from __future__ import annotations
 
@@ -56,6 +56,26 @@ class SpanJob:
 
 
 @dataclass(frozen=True)
+class TextJob:
+    """The text of one file's sources of these kinds (`embedded`, `sidecar`, `speech`), speech by the engine named
+    (text_index.speech_name), as one TextRead event. Subtitle and audio decoders run in the worker, so one that
+    crashes costs that file's text only."""
+
+    key: int
+    path: Path
+    kinds: frozenset[str]
+    speech: str | None = None
+
+
+@dataclass(frozen=True)
+class TextRead:
+    """A TextJob's text_sources.VideoText; Finished follows."""
+
+    key: int
+    text: object
+
+
+@dataclass(frozen=True)
 class Window:
     key: int
     times: list[float]
@@ -96,8 +116,8 @@ class Finished:
     covered: float | None = None  # seconds of video decoded, from the stream's start
 
 
-Event = Started | Window | Span | Finished
-Job = DecodeJob | SpanJob
+Event = Started | Window | Span | TextRead | Finished
+Job = DecodeJob | SpanJob | TextJob
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # the parent's to handle
 _DONE = object()  # the pool thread's last item: every file has finished
@@ -150,12 +170,32 @@ def decode_span(job: SpanJob) -> Iterator[Span | Finished]:
     yield Finished(job.key, len(frames))
 
 
+_engines: dict[str, object] = {}  # speech engines loaded in this process, by name: one each, reused for every file
+
+
+def read_text_job(job: TextJob) -> Iterator[TextRead | Finished]:
+    """TextRead with every source's lines, problems and notes (read_text never raises for a bad source), then
+    Finished."""
+    from .text_index import load_engine
+    from .text_sources import read_text
+
+    engine = None
+    if job.speech and "speech" in job.kinds:
+        engine = _engines.get(job.speech) or _engines.setdefault(job.speech, load_engine(job.speech))
+    text = read_text(job.path, embedded="embedded" in job.kinds, sidecars="sidecar" in job.kinds, speech=engine)
+    yield TextRead(job.key, text)
+    yield Finished(job.key, 0)
+
+
 def job_events(job: Job) -> Iterator[Event]:
-    """A job's events, decoded here: decode_job's for a DecodeJob, decode_span's for a SpanJob."""
+    """A job's events, decoded here: decode_job's for a DecodeJob, decode_span's for a SpanJob, read_text_job's for
+    a TextJob."""
+    if isinstance(job, TextJob):
+        return read_text_job(job)
     return decode_span(job) if isinstance(job, SpanJob) else decode_job(job)
 
 
-def decode_all(jobs: Iterable[Job], *, workers: int, depth: int) -> Iterator[Event]:
+def decode_all(jobs: Iterable[Job], *, workers: int, depth: int, start_method: str | None = None) -> Iterator[Event]:
     """Events of all jobs. Each file's events arrive in order; files interleave when workers > 1.
 
     `jobs` may be a lazy iterator: it is read one job ahead of the workers, in a thread of this process.
@@ -164,11 +204,15 @@ def decode_all(jobs: Iterable[Job], *, workers: int, depth: int) -> Iterator[Eve
     `depth` events wait here (and one more per worker, being sent), so memory stays bounded whatever the
     video length. A worker that dies (a decoder crash, the OOM killer) costs only the file it held: that file
     gets Finished(error="decoder crashed: ...") and a new worker takes the remaining files.
+
+    Workers are forked on Linux (they start at once), else spawned; `start_method` "spawn" asks for a fresh
+    interpreter anyway, as a worker that may start CUDA must be (CUDA cannot be used in a child forked after the
+    parent started it).
     """
     if workers == 0:
         yield from prefetch((event for job in jobs for event in job_events(job)), depth=depth)
         return
-    pool = _Pool(jobs, workers=workers, depth=depth)
+    pool = _Pool(jobs, workers=workers, depth=depth, start_method=start_method)
     try:
         yield from pool.events()
     finally:
@@ -199,9 +243,9 @@ class _Pool:
     multiprocessing.Queue can be left locked by a dead writer). A thread here hands out jobs one at a time, reads
     events into a queue while at most `depth` are waiting, notices dead workers and replaces them."""
 
-    def __init__(self, jobs: Iterable[Job], *, workers: int, depth: int):
+    def __init__(self, jobs: Iterable[Job], *, workers: int, depth: int, start_method: str | None = None):
         # fork, as PyTorch's DataLoader does on Linux: workers start at once and only touch PyAV and numpy.
-        self.context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        self.context = multiprocessing.get_context(start_method or ("fork" if sys.platform == "linux" else "spawn"))
         self.jobs = iter(jobs)  # read by the pool thread only, one job ahead (`todo`), so it may be lazy
         self.todo: deque = deque()
         self.ready: queue.Queue = queue.Queue()  # events, then _DONE or an exception
@@ -356,7 +400,7 @@ def _work(conn, parent: int) -> None:
             return
     try:
         while (job := conn.recv()) is not None:
-            crash_point(f"decode-worker@{job.path.name}")
+            crash_point(f"{'text' if isinstance(job, TextJob) else 'decode'}-worker@{job.path.name}")
             for event in _guarded(job):
                 conn.send(event)
     except (EOFError, OSError):  # the parent has gone

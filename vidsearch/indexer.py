@@ -143,15 +143,15 @@ class Indexer:
             index.reset()
             if default:
                 index.db.set_setting(DEFAULT_MODEL, default)
-        engine = None
         if speech is not None:
             engine_name = speech_name(speech)
-            engine = load_engine(engine_name) if engine_name else None
+            if engine_name:
+                load_engine(engine_name)  # a missing package or weights fail here, before any work (the worker loads its own)
             if index.writable:
                 index.db.set_setting(SPEECH, engine_name)
         else:
             engine_name = index.db.get_setting(SPEECH)
-        self.text = TextReader(engine_name, engine=engine)
+        self.text = TextReader(engine_name, workers=workers)
         self.sidecars = Sidecars()
 
     @property
@@ -216,6 +216,7 @@ class Indexer:
             if gone:
                 self.index.remove(gone)  # one commit and one FAISS write, however many files went
             yield from (FileResult(path, "removed") for path in gone)
+            self.text.close()
         finally:
             self.index.sync_vectors()
 
@@ -393,9 +394,16 @@ class Indexer:
 
 
 def _text_outcome(text: VideoTextRecord) -> dict[str, tuple[str, ...]]:
-    """A FileResult's text problems and notes, from the source rows read in this run."""
-    return {"text_problems": tuple(f"{source}: {problem}" for source, _, _, problem, _ in text.sources if problem),
-            "text_notes": tuple(f"{source}: {note}" for source, _, _, _, note in text.sources if note)}
+    """A FileResult's text problems and notes, from the source rows read in this run: "SOURCE: reason", one for
+    the sources that share a reason ("embedded, sidecar: decoder crashed: ...")."""
+    def joined(pairs) -> tuple[str, ...]:
+        sources: dict[str, list[str]] = {}
+        for source, reason in pairs:
+            sources.setdefault(reason, []).append(source)
+        return tuple(f"{', '.join(names)}: {reason}" for reason, names in sources.items())
+
+    return {"text_problems": joined((source, problem) for source, _, _, problem, _ in text.sources if problem),
+            "text_notes": joined((source, note) for source, _, _, _, note in text.sources if note)}
 
 
 def _is_utf8(name: str) -> bool:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
 from .db import VideoTextRecord
+from .decode_workers import Finished, TextJob, TextRead, decode_all
 from .errors import UsageError
 from .faults import crash_point
 
@@ -110,45 +111,70 @@ def record(text, stamp: dict) -> VideoTextRecord:
 
 
 class TextReader:
-    """Reads videos' text in one background thread, in the order asked: subtitles are quick, and speech
-    recognition (one engine, loaded on first use) then overlaps video decoding and encoding."""
+    """Reads videos' text in a worker process (a thread with `workers=0`), in the order asked, so that subtitle and
+    audio decoders that crash cost only that file's text, and speech recognition overlaps video decoding and
+    encoding. The worker is spawned, not forked: a speech engine may start CUDA, which a fork of this process
+    (where the encoder started it) could not."""
 
-    def __init__(self, speech: str | None, *, engine=None):
+    def __init__(self, speech: str | None, *, workers: int = 1):
         self.speech = speech
-        self._engine = engine
+        self.workers = min(workers, 1)
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._futures: dict[int, tuple[Future, Path, frozenset[str]]] = {}
         self._thread: threading.Thread | None = None
+        self._failed: BaseException | None = None  # what stopped the reader: every later text raises it too
 
     def submit(self, video: Path, kinds: Iterable[str]) -> Future:
         """A future VideoText of these kinds of `video`'s sources (speech only when an engine is set)."""
         future: Future = Future()
-        self._jobs.put((future, video, frozenset(kinds)))
+        if self._failed is not None:
+            future.set_exception(self._failed)
+            return future
+        key = len(self._futures)
+        kinds = frozenset(kinds)
+        self._futures[key] = (future, video, kinds)
+        self._jobs.put(TextJob(key, video, kinds, self.speech if "speech" in kinds else None))
         if self._thread is None:  # a daemon: Ctrl-C does not wait for a long transcription to end
             self._thread = threading.Thread(target=self._run, name="vidsearch-text", daemon=True)
             self._thread.start()
         return future
 
     def read(self, video: Path, kinds: Iterable[str]):
-        """The same as submit(...).result(), on the reader's thread, so that the engine is only ever used there."""
+        """submit(...).result(): the text, read where every other is."""
         return self.submit(video, kinds).result()
 
+    def close(self) -> None:
+        """Let the worker go once the texts asked for are read (after a failed or interrupted run, the process's
+        exit stops it instead: this would wait for a transcription to end)."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _feed(self) -> Iterator[TextJob]:
+        while (job := self._jobs.get()) is not None:
+            yield job
+
     def _run(self) -> None:
-        while True:
-            future, video, kinds = self._jobs.get()
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(self._read(video, kinds))
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
-                future.set_exception(exc)
+        read: dict[int, object] = {}
+        try:
+            for event in decode_all(self._feed(), workers=self.workers, depth=4, start_method="spawn"):
+                if isinstance(event, TextRead):
+                    read[event.key] = event.text
+                elif isinstance(event, Finished):
+                    future, video, kinds = self._futures[event.key]
+                    text = read.pop(event.key, None) or self._crashed(kinds, event.error)
+                    crash_point("text-read")
+                    future.set_result(text)
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for a text, which raises it
+            self._failed = exc
+            for future, _, _ in self._futures.values():
+                if not future.done():
+                    future.set_exception(exc)
 
-    def _read(self, video: Path, kinds: frozenset[str]):
-        from .text_sources import read_text
+    def _crashed(self, kinds: frozenset[str], error: str | None):
+        """The text of a file whose reader died: one problem per kind of source asked for."""
+        from .text_sources import TextProblem, VideoText
 
-        speech = None
-        if "speech" in kinds and self.speech is not None:
-            self._engine = self._engine or load_engine(self.speech)
-            speech = self._engine
-        text = read_text(video, embedded="embedded" in kinds, sidecars="sidecar" in kinds, speech=speech)
-        crash_point("text-read")
-        return text
+        sources = [f"speech:{self.speech}" if k == "speech" else k for k in sorted(kinds) if k != "speech" or self.speech]
+        return VideoText(problems=[TextProblem(source, error or "the text reader stopped") for source in sources])
