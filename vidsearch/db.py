@@ -204,13 +204,15 @@ class Database:
             "INSERT INTO text_sources (video_id, source, language, lines, problem, note) VALUES (?, ?, ?, ?, ?, ?)",
             ((video_id, *row) for row in text.sources))
 
-    def text_of(self, path: str, *, sources: Callable[[str], bool] = lambda source: True) -> VideoTextRecord | None:
-        """A video's stored text (lines as TextRow, by source and time), or None if the video is not recorded."""
+    def text_of(self, path: str, *, sources: Callable[[str], bool] = lambda source: True,
+                lines: bool = True) -> VideoTextRecord | None:
+        """A video's stored text (lines as TextRow, by source and time; none read without `lines`), or None if the
+        video is not recorded."""
         video = self.video(path)
         if video is None:
             return None
         rows = self.db.execute("SELECT start, end, text, source, language FROM transcripts WHERE video_id = ? "
-                               "ORDER BY source, start, end, id", [video["id"]]).fetchall()
+                               "ORDER BY source, start, end, id", [video["id"]]).fetchall() if lines else []
         found = self.db.execute("SELECT source, language, lines, problem, note FROM text_sources WHERE video_id = ? "
                                 "ORDER BY source", [video["id"]]).fetchall()
         return VideoTextRecord([TextRow(*r) for r in rows if sources(r[3])], [tuple(r) for r in found if sources(r[0])],

@@ -256,7 +256,7 @@ class Indexer:
         `retry_failed`), in one transaction that leaves its frames and vectors alone."""
         name = str(path)
         stamp = stamp_of(path, self.text.speech, self.sidecars)
-        kinds = kinds_to_read(self.index.db.text_of(name), stamp, retry_failed=retry_failed)
+        kinds = kinds_to_read(self.index.db.text_of(name, lines=False), stamp, retry_failed=retry_failed)
         if not kinds:
             return FileResult(name, "unchanged")
         text = record(self.text.read(path, kinds), stamp)
