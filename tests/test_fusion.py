@@ -21,7 +21,7 @@ def spans(moments):
 
 def test_a_line_overlapping_a_visual_moment_of_its_video_fuses_into_one_moment_spanning_both():
     visual, line = seen(1, 10.0, 20.0, 0.4, segments=3), said(1, 19.5, 22.0, 2.5)
-    (moment,) = fuse([visual], [line])
+    (moment,) = fuse([visual], [line], rule="rrf")
     assert (moment.start, moment.end, moment.segments) == (10.0, 22.0, 3)
     assert (moment.text, moment.visual_score, moment.text_score) == (line, 0.4, 2.5)
     assert moment.score == pytest.approx(2 / (RRF_K + 1))
@@ -36,7 +36,7 @@ def test_a_line_within_the_gap_joins_and_one_past_it_or_in_another_video_stands_
 
 def test_of_several_lines_overlapping_one_moment_the_best_is_its_text_and_the_others_add_nothing():
     best, worse = said(1, 12.0, 14.0, 3.0, line="best"), said(1, 15.0, 17.0, 1.0, line="worse")
-    (moment,) = fuse([seen(1, 10.0, 20.0, 0.4)], [best, worse])
+    (moment,) = fuse([seen(1, 10.0, 20.0, 0.4)], [best, worse], rule="rrf")
     assert moment.text.line == "best" and moment.score == pytest.approx(2 / (RRF_K + 1))
 
 
@@ -75,8 +75,18 @@ def test_weighted_calibrates_cosines_on_the_candidates_and_text_on_the_best_line
 
 
 def test_weighted_with_one_side_missing_or_flat():
-    assert [m.score for m in fuse([], [said(1, 0.0, 1.0, 3.0)], rule="weighted")] == [0.5]
-    assert [m.score for m in fuse([seen(1, 0.0, 4.0, 0.2), seen(2, 0.0, 4.0, 0.2)], [], rule="weighted")] == [0.5, 0.5]
+    assert [m.score for m in fuse([], [said(1, 0.0, 1.0, 3.0)], rule="weighted", visual_weight=0.5)] == [0.5]
+    flat = [seen(1, 0.0, 4.0, 0.2), seen(2, 0.0, 4.0, 0.2)]
+    assert [m.score for m in fuse(flat, [], rule="weighted", visual_weight=0.5)] == [0.5, 0.5]
+
+
+def test_by_default_a_line_with_all_the_words_beats_the_best_looking_moment_with_one_of_them():
+    # the weighted sum leaning on text (bench/fusion.py): bm25's gap between the two lines counts, which rrf's ranks lose
+    visual = [seen(1, 0.0, 4.0, 0.9), seen(2, 0.0, 4.0, 0.5), seen(3, 0.0, 4.0, 0.3), seen(4, 0.0, 4.0, 0.2)]
+    text = [said(4, 1.0, 3.0, 6.0, line="the bakery opens early"), said(1, 1.0, 3.0, 1.0, line="early")]
+    assert [m.video_id for m in fuse(visual, text)][:2] == [4, 1]
+    assert fuse(visual, text) == fuse(visual, text, rule="weighted", visual_weight=0.3)
+    assert [m.video_id for m in fuse(visual, text, rule="rrf")][:2] == [1, 4]
 
 
 def test_an_unknown_rule_is_refused():

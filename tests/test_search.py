@@ -111,16 +111,18 @@ def test_speech_mode_ranks_lines_alone_without_loading_a_model_or_the_vectors(in
 
 
 def test_both_ranks_moments_seen_and_said_above_those_only_seen(searcher):
-    moments = searcher.search(parse_query("onions"), k=3, mode="both")
+    moments = searcher.search(parse_query("onions"), k=3, mode="both", rule="rrf")
     # b: 2nd seen, 2nd said. c: said best, and its flat segments (all candidates in so small an index) make one
     # poorly ranked visual moment, which it joins. a: seen best, says nothing.
     assert found(moments) == [("b", 16.0, 20.0, "now we chop the onions"), ("c", 0.0, 20.0, "onions"), ("a", 0.0, 4.0, None)]
     assert moments[0].visual_score == pytest.approx(0.5) and moments[0].text_score > 0 and moments[0].segments == 1
-    assert found(searcher.search(parse_query("onions"), k=3)) == found(moments)  # auto: the index has text
+    assert found(searcher.search(parse_query("onions"), k=3, rule="rrf")) == found(moments)  # auto: the index has text
+    # the default rule, the weighted sum leaning on text, ranks c's exact one-word line first; a still comes last
+    assert [m.path for m in searcher.search(parse_query("onions"), k=3, mode="both")] == ["/v/c.mp4", "/v/b.mp4", "/v/a.mp4"]
 
 
 def test_min_score_floors_the_visual_side_only_and_paths_limit_both(searcher):
-    moments = searcher.search(parse_query("onions"), k=3, mode="both", min_score=0.6)
+    moments = searcher.search(parse_query("onions"), k=3, mode="both", min_score=0.6, rule="rrf")
     # only a's moment is seen well enough; the lines stand alone, spanning themselves (a and c tie at 1/61: by path)
     assert found(moments) == [("a", 0.0, 4.0, None), ("c", 5.0, 6.0, "onions"), ("b", 17.0, 18.0, "now we chop the onions")]
     assert found(searcher.search(parse_query("onions"), k=9, mode="both", paths=["c.mp4"])) == [("c", 0.0, 20.0, "onions")]
@@ -129,7 +131,7 @@ def test_min_score_floors_the_visual_side_only_and_paths_limit_both(searcher):
 
 
 def test_grouped_by_video_each_video_once(searcher):
-    moments = searcher.search(parse_query("onions"), k=9, mode="both", group_by="video")
+    moments = searcher.search(parse_query("onions"), k=9, mode="both", group_by="video", rule="rrf")
     assert [m.path for m in moments] == ["/v/b.mp4", "/v/c.mp4", "/v/a.mp4"]
 
 

@@ -10,6 +10,12 @@ Two rules score the fused moments:
 - "weighted": visual_weight * v + (1 - visual_weight) * t, each calibrated per query to [0, 1]: the cosine against the
   visual candidates, (score - median) / (best - median) clipped, since raw cosines bunch in a model-specific band;
   the text score divided by the best text score. A missing side counts 0.
+
+The default is "weighted" with visual_weight 0.3, chosen by bench/fusion.py (bench/RESULTS.md): on its labelled set it
+beat rrf and each side alone overall, while rrf fell below the transcripts alone. rrf sees only ranks, so a line with
+all the query's words counts no more than one that shares a common word with it. And the visual side always has a
+candidate calibrated to 1, even for words that are only spoken, so the text side needs the larger share: below 0.5 a
+line with all the words outranks the best-looking moment that says nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from .text_search import TextMatch
 GAP = 1.0  # seconds: a line this close to a visual moment is taken to be about it
 RRF_K = 60  # rrf's constant: ranks past the first few count nearly alike, so neither list's tail dominates
 RULES = ("rrf", "weighted")
+VISUAL_WEIGHT = 0.3  # the weighted rule's default share for the picture: below 0.5, see the module docstring
 
 
 @dataclass
@@ -46,7 +53,7 @@ class _Fused:
                       text_score=self.match.score if self.match else None)
 
 
-def fuse(visual: list[Moment], matches: list[TextMatch], *, rule: str = "rrf", visual_weight: float = 0.5,
+def fuse(visual: list[Moment], matches: list[TextMatch], *, rule: str = "weighted", visual_weight: float = VISUAL_WEIGHT,
          gap: float = GAP) -> list[Moment]:
     """Visual moments (best first, scored by cosine) and text matches (best first) as one ranking, best first, each
     moment scored by `rule` and carrying its visual and text scores and its line."""

@@ -175,7 +175,7 @@ class Searcher:
         return mode
 
     def search(self, terms: list[Term], *, k: int = 10, group_by: str = "moment", paths: list[str] = (),
-               min_score: float | None = None, mode: str = "auto", rule: str = "rrf") -> list[Moment]:
+               min_score: float | None = None, mode: str = "auto", rule: str = "weighted") -> list[Moment]:
         """The best `k` moments (or, grouped by video, the best moment of the best `k` videos). `mode` visual searches
         the vectors, speech the transcripts, both fuses the two by `rule` (see fusion.py); auto is both when the index
         has text. `min_score` is a floor on the visual cosine: lines that match always count."""
