@@ -9,7 +9,7 @@ from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- cli-reference: start -->", "<!-- cli-reference: end -->"
-COMMANDS = ["index", "query", "status", "ls", "remove", "verify", "models", "pairs", "train", "eval"]
+COMMANDS = ["index", "query", "status", "ls", "remove", "verify", "models", "pairs", "train", "eval", "eval-moments"]
 
 
 def help_text(*args: str) -> str:

@@ -642,6 +642,48 @@ def evaluate_command(
     typer.echo(json.dumps(metrics) if as_json else _format_metrics(metrics))
 
 
+@app.command(name="eval-moments")
+@user_errors
+def eval_moments(
+    queries: Annotated[Path, typer.Argument(
+        metavar="QUERIES", help="JSONL of {query, video, start, end[, kind]}: several lines with one query are several "
+                                "correct spans; video paths may be relative to the file.", show_default=False)],
+    index_dir: IndexOption = None,
+    mode: Annotated[Mode, typer.Option("--mode", help="As `query --mode`.")] = Mode.auto,
+    device: DeviceOption = Device.auto,
+    as_json: JsonOption = False,
+) -> None:
+    """Moment retrieval as the field measures it (Charades-STA, QVHighlights): R@1 and R@5 at temporal IoU 0.5
+    and 0.7, mAP@0.5 and @0.75 (top 10 hits), and the mean IoU of the top hit, over all queries and per `kind`,
+    all searched in this one process."""
+    from .moment_eval import HITS_USED, METRIC_KEYS, evaluate, read_queries
+    from .search import Searcher
+    from .terms import parse_query
+
+    labelled, problems = read_queries(queries)
+    for problem in problems:
+        typer.echo(f"skipped: {problem}", err=True)
+    if not labelled:
+        raise UsageError(f"{queries}: no usable query line")
+    idx = open_index(index_dir)
+    searcher = Searcher(idx, device=device.value)
+    indexed = {v["path"] for v in idx.db.videos() if v["status"] != "failed"}
+    for path in sorted({t.path for q in labelled for t in q.truths} - indexed):
+        note(f"{path} is not in the index: its spans cannot be found")
+    result = evaluate(labelled, lambda text: searcher.search(parse_query(text), k=HITS_USED, mode=mode.value))
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        rows = [("all", result["queries"], result["all"])]
+        rows += [(kind, None, values) for kind, values in result["by_kind"].items()]
+        width = max(8, *(len(name) for name, _, _ in rows))
+        typer.echo(f"{'':<{width}}  " + "  ".join(f"{key:>8}" for key in METRIC_KEYS))
+        for name, _, values in rows:
+            typer.echo(f"{name:<{width}}  " + "  ".join(f"{values[key]:8.3f}" for key in METRIC_KEYS))
+        typer.echo(f"{result['queries']} queries")
+    _finished_read_only.set()
+
+
 def main() -> None:
     """Entry point: bad arguments become one line on stderr and exit code 2."""
     from .interrupts import install

@@ -51,7 +51,7 @@ def read_manifest(path: Path) -> tuple[list[Pair], list[ManifestProblem]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read manifest ({exc})") from None
     pairs, problems = [], []
-    for line, record in _records(path, text):
+    for line, record in manifest_records(path, text):
         try:
             pairs.append(_pair(path, line, record))
         except ValueError as exc:
@@ -97,7 +97,8 @@ def span_bytes(pairs: Sequence[Pair], *, fps: float, size: int) -> int:
     return sum(span_frames(pair, fps) for pair in pairs) * size * size * 3
 
 
-def _records(path: Path, text: str) -> Iterator[tuple[int, object]]:
+def manifest_records(path: Path, text: str) -> Iterator[tuple[int, object]]:
+    """(line number, record) of a JSONL or CSV (by extension) file's text; a JSONL line that is not JSON is its error."""
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
         for row in reader:
@@ -122,7 +123,7 @@ def _pair(manifest: Path, line: int, record: object) -> Pair:
     caption = str(record["caption"]).strip()
     if not caption:
         raise ValueError("empty caption")
-    start, end = (_seconds(record, key) for key in ("start", "end"))
+    start, end = (seconds_field(record, key) for key in ("start", "end"))
     if start is not None and end is not None and end <= start:
         raise ValueError(f"end ({end}) must be after start ({start})")
     video = Path(os.path.expanduser(str(record["video"])))
@@ -134,7 +135,8 @@ def _pair(manifest: Path, line: int, record: object) -> Pair:
     return Pair(video=video, start=start, end=end, caption=caption, line=line)
 
 
-def _seconds(record: dict, key: str) -> float | None:
+def seconds_field(record: dict, key: str) -> float | None:
+    """A record's time in seconds under `key` (None when absent); ValueError when it is not a finite number."""
     if record.get(key) is None:
         return None
     try:

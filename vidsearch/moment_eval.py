@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .data import ManifestProblem, _records, _seconds
+from .data import ManifestProblem, manifest_records, seconds_field
 from .errors import UsageError
 
 RECALL_AT = (1, 5)
@@ -64,7 +64,7 @@ def read_queries(path: str | Path) -> tuple[list[LabelledQuery], list[ManifestPr
     grouped: dict[tuple[str, str | None], tuple[list[Span], list[int]]] = {}
     seen: dict[tuple[str, str | None, Span], int] = {}
     problems = []
-    for line, record in _records(path, text):
+    for line, record in manifest_records(path, text):
         try:
             query, kind, span = _labelled_span(path, record)
             if (query, kind, span) in seen:
@@ -95,7 +95,7 @@ def _labelled_span(path: Path, record: object) -> tuple[str, str | None, Span]:
     if kind is not None and not isinstance(kind, str):
         raise ValueError(f"kind must be a string, got {kind!r}")
     kind = (kind or "").strip() or None  # "kind": "" is no kind
-    start, end = _seconds(record, "start"), _seconds(record, "end")
+    start, end = seconds_field(record, "start"), seconds_field(record, "end")
     if end <= start:
         raise ValueError(f"end ({end}) must be after start ({start})")
     video = os.path.expanduser(str(record["video"]))
