@@ -235,7 +235,7 @@ def query(
     mode: Annotated[Mode, typer.Option(
         "--mode", help='visual: what is seen (the vectors); speech: what is said or subtitled (full-text search; '
                        '"a quoted phrase" matches exactly, - terms exclude lines); both: the two fused into one ranking '
-                       '(reciprocal rank fusion, see README); auto: both when the index has any text, else visual.')]
+                       '(a weighted sum leaning on the words, see README); auto: both when the index has any text, else visual.')]
         = Mode.auto,
     path: Annotated[Optional[list[str]], typer.Option(
         "--path", metavar="GLOB", help="Only files matching this glob, tried on the full path, the path from here, and the file "
