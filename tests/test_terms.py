@@ -8,7 +8,7 @@ import pytest
 from vidsearch.errors import UsageError
 from vidsearch.search import Hit, best_per_video, merge_moments, select_paths
 from vidsearch.store import VectorStore
-from vidsearch.terms import Term, parse_query
+from vidsearch.terms import Term, parse_query, parse_sequence
 
 
 def test_weights_and_signs_as_rclip_spells_them():
@@ -88,3 +88,57 @@ def test_search_can_be_restricted_to_some_ids(ivf):
     if not ivf:  # exact search: the best ten of the allowed ones, in order
         np.testing.assert_allclose(scores[0], exact, rtol=1e-5)
     assert store.search(vectors[:1], 10, only=np.zeros(0, np.int64))[1].shape == (1, 0)
+
+
+@pytest.mark.parametrize("query", [
+    "a red square then a blue circle", "a red square, then a blue circle", "a red square,then a blue circle",
+    "a red square followed by a blue circle", "a red square, followed  by a blue circle", "a red square -> a blue circle",
+    "a red square->a blue circle", "A Red Square THEN a blue circle", "a red square Followed By a blue circle",
+])
+def test_a_sequence_splits_on_each_separator(query):
+    parts = parse_sequence(query)
+    assert [[term.text.lower() for term in part] for part in parts] == [["a red square"], ["a blue circle"]]
+
+
+def test_terms_and_weights_work_inside_each_part():
+    assert parse_sequence("2:dog + sun - people then cat - grass -> 0.5:bird") == [
+        [Term(2.0, text="dog"), Term(1.0, text="sun"), Term(-1.0, text="people")],
+        [Term(1.0, text="cat"), Term(-1.0, text="grass")],
+        [Term(0.5, text="bird")],
+    ]
+
+
+def test_a_quoted_separator_is_words():
+    assert parse_sequence('"and then some"') == [[Term(1.0, text='"and then some"')]]
+    assert parse_sequence('he said "then" -> "A followed by B" later') == [
+        [Term(1.0, text='he said "then"')], [Term(1.0, text='"A followed by B" later')]]
+    assert parse_sequence('"a -> b" then c') == [[Term(1.0, text='"a -> b"')], [Term(1.0, text="c")]]
+    # unquoted, the grammar is literal: "and then some" is a sequence of "and" and "some"
+    assert parse_sequence("and then some") == [[Term(1.0, text="and")], [Term(1.0, text="some")]]
+    # a quote with no closing one quotes nothing, as in the search of what is said
+    assert parse_sequence('he said "so then it') == [[Term(1.0, text='he said "so')], [Term(1.0, text="it")]]
+
+
+@pytest.mark.parametrize("query", ["thence the authentic then-some", "t-shirt on a +44 phone", "2:dog on a beach + sunset - people",
+                                   "the 2:1 score", '"quoted" words', "dog - people"])
+def test_an_ordinary_query_is_one_part_as_parse_query_gives_it(query):
+    assert parse_sequence(query) == [parse_query(query)]
+    assert parse_sequence(query, [Path("beach.jpg")]) == [parse_query(query, [Path("beach.jpg")])]
+
+
+@pytest.mark.parametrize("bad, said", [
+    ("then a blue circle", "nothing before 'then'"), ("a red square then", "nothing after 'then'"),
+    ("a then then b", "nothing between 'then' and 'then'"), ("a ->  , then b", "nothing between '->' and ', then'"),
+    ("-> b", "nothing before '->'"), ("then", "nothing before 'then'"), ("a followed by", "nothing after 'followed by'"),
+    ("a then - people", r"part 2 of 'a then - people': query '- people' has only negative terms"),
+    ("a then 0:b", "part 2 .* weight 0"), ("a + then b", "part 1 .* no term after"),
+])
+def test_malformed_sequences_are_one_line_usage_errors(bad, said):
+    with pytest.raises(UsageError, match=said) as raised:
+        parse_sequence(bad)
+    assert "\n" not in str(raised.value)
+
+
+def test_images_are_refused_in_a_sequence():
+    with pytest.raises(UsageError, match="--image cannot be placed"):
+        parse_sequence("a then b", [Path("a.png")])
