@@ -56,6 +56,12 @@ class Mode(str, Enum):
     both = "both"
 
 
+class Scale(str, Enum):
+    segment = "segment"
+    window = "window"
+    auto = "auto"
+
+
 class GroupBy(str, Enum):
     moment = "moment"
     video = "video"
@@ -224,7 +230,8 @@ def index(
 def query(
     text: Annotated[Optional[list[str]], typer.Argument(
         metavar="TEXT", help='What to look for, in plain words. Combine terms with lone + and -, and weight one with W: '
-             '"2:dog on a beach" + sunset - people.', show_default=False)] = None,
+             '"2:dog on a beach" + sunset - people. "A then B" (also ", then", "followed by", "->") finds A followed by B '
+             'in the same video.', show_default=False)] = None,
     image: Annotated[Optional[list[Path]], typer.Option(
         "--image", metavar="PATH", help="Find moments that look like this image (a query by example; repeatable, adds to TEXT).",
         show_default=False)] = None,
@@ -232,6 +239,10 @@ def query(
     k: Annotated[int, typer.Option("-k", "--top", help="Number of moments (or, with --group-by video, videos) to return.")] = 10,
     group_by: Annotated[GroupBy, typer.Option(
         "--group-by", help="moment: every matching moment; video: only the best moment of each video.")] = GroupBy.moment,
+    scale: Annotated[Scale, typer.Option(
+        "--scale", help="segment: moments grown from matching segments (seconds); window: spans inside the best-matching "
+                        "windows (minutes), refined to their best sub-span; auto: spans of every length around both.")]
+        = Scale.segment,
     mode: Annotated[Mode, typer.Option(
         "--mode", help='visual: what is seen (the vectors); speech: what is said or subtitled (full-text search; '
                        '"a quoted phrase" matches exactly, - terms exclude lines); both: the two fused into one ranking '
@@ -259,10 +270,10 @@ def query(
     from .report import as_json as json_result
     from .report import table
     from .search import Searcher
-    from .terms import parse_query
+    from .terms import parse_sequence
 
     words = " ".join(text or [])
-    terms = parse_query(words, image or [])
+    terms = parse_sequence(words, image or [])
     if k < 1:
         raise UsageError("-k must be at least 1")
     if open_hit is not None and not 1 <= open_hit <= k:
@@ -277,12 +288,13 @@ def query(
         raise UsageError(f"--thumbnails {thumbnails}: is a file; give a folder (it is made if missing)")
     idx = open_index(index_dir)
     searcher = Searcher(idx, device=device.value)
-    chosen = searcher.resolve_mode(mode.value, terms)
+    chosen = {searcher.resolve_mode(mode.value, part) for part in terms}.pop()
     if not image and chosen != "speech":
         import torch
 
         torch.set_num_threads(1)  # one short text: more threads gain nothing, and lose a lot when the cores are busy
-    moments = searcher.search(terms, k=k, group_by=group_by.value, paths=path or [], min_score=min_score, mode=chosen)
+    moments = searcher.search(terms, k=k, group_by=group_by.value, paths=path or [], min_score=min_score, mode=chosen,
+                              scale=scale.value)
     written: dict[str, str] = {}
     if thumbnails is not None:
         from .thumbnails import write_thumbnails
@@ -650,6 +662,7 @@ def eval_moments(
                                 "correct spans; video paths may be relative to the file.", show_default=False)],
     index_dir: IndexOption = None,
     mode: Annotated[Mode, typer.Option("--mode", help="As `query --mode`.")] = Mode.auto,
+    scale: Annotated[Scale, typer.Option("--scale", help="As `query --scale`.")] = Scale.segment,
     device: DeviceOption = Device.auto,
     as_json: JsonOption = False,
 ) -> None:
@@ -658,7 +671,7 @@ def eval_moments(
     all searched in this one process."""
     from .moment_eval import HITS_USED, METRIC_KEYS, evaluate, read_queries
     from .search import Searcher
-    from .terms import parse_query
+    from .terms import parse_sequence
 
     labelled, problems = read_queries(queries)
     for problem in problems:
@@ -670,7 +683,8 @@ def eval_moments(
     indexed = {v["path"] for v in idx.db.videos() if v["status"] != "failed"}
     for path in sorted({t.path for q in labelled for t in q.truths} - indexed):
         note(f"{path} is not in the index: its spans cannot be found")
-    result = evaluate(labelled, lambda text: searcher.search(parse_query(text), k=HITS_USED, mode=mode.value))
+    result = evaluate(labelled, lambda text: searcher.search(parse_sequence(text), k=HITS_USED, mode=mode.value,
+                                                             scale=scale.value))
     if as_json:
         typer.echo(json.dumps(result))
     else:

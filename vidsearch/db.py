@@ -298,6 +298,22 @@ class Database:
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         return ids, vectors
 
+    def window_rows(self, dim: int, *, video_ids: list[int] | None = None) -> tuple[list[tuple], np.ndarray]:
+        """Window-level rows, [(video_id, path, start, end)], and their vectors (n, dim), of all videos or these."""
+        where = "" if video_ids is None else f" AND s.video_id IN ({','.join(str(int(i)) for i in video_ids)})"
+        rows = self.db.execute(f"SELECT s.video_id, v.path, s.start, s.end, s.vector FROM segments s JOIN videos v "
+                               f"ON v.id = s.video_id WHERE s.level = 'window'{where} ORDER BY s.id").fetchall()
+        vectors = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+        return [r[:4] for r in rows], vectors
+
+    def segments_in(self, video_id: int, start: float, end: float, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(starts, ends, vectors) of the segment-level rows of a video inside [start, end], in time order."""
+        rows = self.db.execute("SELECT start, end, vector FROM segments WHERE level = 'segment' AND video_id = ? "
+                               "AND start >= ? AND end <= ? ORDER BY start", [video_id, start - 1e-6, end + 1e-6]).fetchall()
+        vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+        return (np.array([r[0] for r in rows], dtype=np.float64), np.array([r[1] for r in rows], dtype=np.float64),
+                vectors)
+
     def segment_count(self) -> int:
         """Segment-level rows: what FAISS must hold."""
         return int(self.db.execute("SELECT count(*) FROM segments WHERE level = 'segment'").fetchone()[0])

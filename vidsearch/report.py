@@ -61,12 +61,20 @@ def table(moments: list[Moment]) -> str:
         if m.text is not None:
             said = " ".join("".join(f"*{p}*" if marked else p for p, marked in _marked_pieces(m.text)).split())
             lines.append(f"{'':{width + 15}}\"{said}\" ({m.text.source})")
+        if parts := getattr(m, "parts", None):
+            lines.append(f"{'':{width + 15}}{_parts(parts)}")
     return "\n".join(lines)
+
+
+def _parts(parts) -> str:
+    """A sequence's parts in order: 1 0:10-0:18 (0.31) -> 2 0:20-0:30 (0.29)."""
+    return " -> ".join(f"{i} {clock_span(p.start, p.end)} ({p.score:.2f})" for i, p in enumerate(parts, 1))
 
 
 def as_json(query: str, moments: list[Moment], thumbnails: dict[str, str]) -> dict:
     """{"query": ..., "hits": [{"path", "start", "end", "score", "segments", "moment_id"[, "thumbnail"][, "visual_score"]
-    [, "text_score"][, "text": {"line", "marks", "source", "language", "start", "end"}]}]}"""
+    [, "text_score"][, "text": {"line", "marks", "source", "language", "start", "end"}][, "parts": [{"start", "end",
+    "score"}, ...] (a sequence query's parts, in order)]}]}"""
     hits = []
     for m in moments:
         hit = {"path": m.path, "start": round(m.start, 3), "end": round(m.end, 3), "score": round(m.score, 5),
@@ -80,6 +88,8 @@ def as_json(query: str, moments: list[Moment], thumbnails: dict[str, str]) -> di
         if m.text is not None:
             hit["text"] = {"line": m.text.line, "marks": [list(mark) for mark in m.text.marks], "source": m.text.source,
                            "language": m.text.language, "start": round(m.text.start, 3), "end": round(m.text.end, 3)}
+        if parts := getattr(m, "parts", None):
+            hit["parts"] = [{"start": round(p.start, 3), "end": round(p.end, 3), "score": round(p.score, 5)} for p in parts]
         hits.append(hit)
     return {"query": query, "hits": hits}
 
@@ -97,7 +107,7 @@ h1 { font-size: 20px; margin: 0 0 4px; } .meta { color: #5b6475; margin: 0 0 20p
 .strip figure { margin: 0; } .strip img { display: block; width: 120px; height: 120px; border-radius: 4px; }
 .strip figcaption { font-size: 11px; color: #5b6475; text-align: center; }
 video { width: 240px; height: 135px; background: #000; border-radius: 4px; }
-.missing { color: #a33; }
+.missing { color: #a33; } .parts { color: #5b6475; font-variant-numeric: tabular-nums; }
 .said { margin: 0 0 4px; } .said mark { background: #ffe58a; padding: 0 1px; border-radius: 2px; }
 .said .source { color: #5b6475; font-size: 12px; margin-left: 6px; }
 """
@@ -119,6 +129,11 @@ def html_report(query: str, moments: list[Moment], *, index: str, model: str, st
 """
 
 
+def _parts_html(moment: Moment) -> str:
+    parts = getattr(moment, "parts", None)
+    return f'<span class="parts">{html.escape(_parts(parts))}</span>' if parts else ""
+
+
 def _card(rank: int, moment: Moment, *, strip: int, size: int) -> str:
     from .thumbnails import jpeg, strip_frames  # PyAV: only when a report is written
 
@@ -137,7 +152,7 @@ def _card(rank: int, moment: Moment, *, strip: int, size: int) -> str:
         said = f'\n<p class="said">“{line}”<span class="source">{html.escape(moment.text.source)}</span></p>'
     return f"""<article class="card" id="hit-{rank}" data-moment-id="{moment.moment_id}">
 <header><span class="rank">#{rank}</span><span class="score">{moment.score:.3f}</span>
-<span class="when">{clock_span(moment.start, moment.end, "–")}</span>
+<span class="when">{clock_span(moment.start, moment.end, "–")}</span>{_parts_html(moment)}
 <span class="file">{html.escape(Path(moment.path).name)}</span></header>
 <div class="body"><div class="strip">{figures}</div>
 <video controls preload="metadata" src="{html.escape(url)}"></video></div>{said}

@@ -15,6 +15,7 @@ from .terms import Term
 from .text_search import TextMatch, search_text
 
 MODES = ("visual", "speech", "both", "auto")
+SCALES = ("segment", "window", "auto")
 
 
 @dataclass(frozen=True)
@@ -174,28 +175,83 @@ class Searcher:
             raise UsageError("--mode speech searches what is said: give words to look for (an --image cannot be heard)")
         return mode
 
-    def search(self, terms: list[Term], *, k: int = 10, group_by: str = "moment", paths: list[str] = (),
-               min_score: float | None = None, mode: str = "auto", rule: str = "weighted") -> list[Moment]:
+    def search(self, terms: list[Term] | list[list[Term]], *, k: int = 10, group_by: str = "moment",
+               paths: list[str] = (), min_score: float | None = None, mode: str = "auto", rule: str = "weighted",
+               scale: str = "segment") -> list[Moment]:
         """The best `k` moments (or, grouped by video, the best moment of the best `k` videos). `mode` visual searches
         the vectors, speech the transcripts, both fuses the two by `rule` (see fusion.py); auto is both when the index
-        has text. `min_score` is a floor on the visual cosine: lines that match always count."""
-        from .fusion import fuse, text_moments
+        has text. `min_score` is a floor on the visual cosine: lines that match always count. `scale` segment grows
+        moments from segment hits; window and auto score spans of segments by their mean vectors (spans.py), around
+        the best windows, and with auto around the best segments too.
 
-        mode = self.resolve_mode(mode, terms)
+        `terms` may be the parts of a sequence query (terms.parse_sequence): then each part is searched as a query of
+        its own and the moments are chains of the parts' moments, in order (sequence.py)."""
+        if scale not in SCALES:
+            raise UsageError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}")
+        parts = terms if terms and isinstance(terms[0], list) else [terms]
+        modes = [self.resolve_mode(mode, part) for part in parts]  # each part is checked; auto resolves alike for all
         video_ids = None
         if paths:
             indexed = {v["path"]: v["id"] for v in self.index.db.videos() if v["status"] != "failed"}
             video_ids = [indexed[p] for p in select_paths(list(indexed), paths)]
             if not video_ids:
                 return []
-        if mode == "visual":
-            moments = self.visual_moments(terms, k=k, group_by=group_by, video_ids=video_ids, min_score=min_score)
-        elif mode == "speech":
-            moments = text_moments(self.text_matches(terms, k=k, group_by=group_by, video_ids=video_ids))
+        if len(parts) == 1:
+            moments = self._moments(parts[0], k=k, group_by=group_by, video_ids=video_ids, min_score=min_score,
+                                    mode=modes[0], rule=rule, scale=scale)
         else:
-            moments = fuse(self.visual_moments(terms, k=k, group_by=group_by, video_ids=video_ids, min_score=min_score),
-                           self.text_matches(terms, k=k, group_by=group_by, video_ids=video_ids), rule=rule)
+            from .sequence import PART_CANDIDATES, find_sequences
+
+            def moments_for(part: list[Term], ids: list[int] | None) -> list[Moment]:
+                return self._moments(part, k=PART_CANDIDATES, group_by="moment", video_ids=ids, min_score=min_score,
+                                     mode=modes[0], rule=rule, scale=scale)
+
+            moments = find_sequences(parts, moments_for, video_ids=video_ids, k=None)
         return (best_per_video(moments) if group_by == "video" else moments)[:k]
+
+    def _moments(self, terms: list[Term], *, k: int, group_by: str, video_ids: list[int] | None,
+                 min_score: float | None, mode: str, rule: str, scale: str) -> list[Moment]:
+        from .fusion import fuse, text_moments
+
+        if mode == "speech":
+            return text_moments(self.text_matches(terms, k=k, group_by=group_by, video_ids=video_ids))
+        if scale == "segment":
+            visual = self.visual_moments(terms, k=k, group_by=group_by, video_ids=video_ids, min_score=min_score)
+        else:
+            visual = self.span_moments(terms, k=k, video_ids=video_ids, min_score=min_score, scale=scale)
+        if mode == "visual":
+            return visual
+        return fuse(visual, self.text_matches(terms, k=k, group_by=group_by, video_ids=video_ids), rule=rule)
+
+    def span_moments(self, terms: list[Term], *, k: int, video_ids: list[int] | None, min_score: float | None,
+                     scale: str) -> list[Moment]:
+        """Moments at several scales: every span of 1 to a window's worth of consecutive segments, scored by the
+        cosine of its mean vector, inside the best windows (by their window vectors) and, with scale auto, around
+        the best segments; then the best spans that do not overlap, best first."""
+        from .spans import Region, best_spans, merge_regions, region_spans
+
+        query = self.query_vector(terms)
+        dim = query.shape[1]
+        segment = self.settings["segment"]
+        longest = max(1, round(self.settings["window"] / self.settings["fps"] / segment))
+        regions = []
+        rows, vectors = self.index.db.window_rows(dim, video_ids=video_ids)
+        if len(rows):
+            scores = vectors @ query[0]
+            regions += [Region(*rows[i][:2], rows[i][2], rows[i][3]) for i in np.argsort(-scores)[: max(10, 2 * k)]]
+        if scale == "auto":
+            only = self.index.db.segment_ids_of(video_ids) if video_ids is not None else None
+            if only is None or len(only):
+                _, ids = self.vectors.search(query, max(50, 10 * k), only=only)
+                reach = longest * segment
+                regions += [Region(row["video_id"], row["path"], row["start"] - reach, row["end"] + reach)
+                            for row in self.index.db.segments(ids[0].tolist()).values()]
+        spans = []
+        for region in merge_regions(regions):
+            starts, ends, found = self.index.db.segments_in(region.video_id, region.start, region.end, dim)
+            spans += region_spans(region, starts, ends, found, query[0], longest=longest)
+        return [Moment(s.video_id, s.path, s.start, s.end, s.score, s.segments) for s in best_spans(spans)
+                if min_score is None or s.score >= min_score]
 
     def visual_moments(self, terms: list[Term], *, k: int, group_by: str, video_ids: list[int] | None,
                        min_score: float | None) -> list[Moment]:
