@@ -23,3 +23,15 @@ def snapshot(home: Path):
                            "ON v.id = s.video_id ORDER BY v.path, s.level, s.start").fetchall()
     con.close()
     return videos, segments
+
+
+def text_snapshot(home: Path):
+    """An index's text, comparable across runs: transcript lines (path, source, language, start, end, text) and text
+    sources (path, source, language, lines, problem, note)."""
+    con = sqlite3.connect(home / "vidsearch.db")
+    transcripts = con.execute("SELECT v.path, t.source, t.language, t.start, t.end, t.text FROM transcripts t JOIN videos v "
+                              "ON v.id = t.video_id ORDER BY v.path, t.source, t.start, t.end, t.text").fetchall()
+    sources = con.execute("SELECT v.path, t.source, t.language, t.lines, t.problem, t.note FROM text_sources t JOIN videos v "
+                          "ON v.id = t.video_id ORDER BY v.path, t.source").fetchall()
+    con.close()
+    return transcripts, sources

@@ -274,3 +274,66 @@ def _write_video_and_audio(path: Path, track: np.ndarray, *, rate: int, seconds:
             out.mux(audio.encode(frame))
         out.mux(audio.encode(None))
     return path
+
+
+def write_garbled_audio_video(path: str | Path, *, seconds: float = 4.0, fps: int = 10, garbled: tuple[float, float] = (1.0, 3.0),
+                              seed: int = 0) -> Path:
+    """Write an h264 + AAC video (index frames, 160x120; a 300 Hz tone) whose audio packets that start within
+    `garbled` (seconds) hold random bytes of the same size: the picture decodes whole, the audio track only in part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate, chunk = 48000, 1024
+    rng = np.random.default_rng(seed)
+    tone = (0.3 * np.sin(2 * np.pi * 300 * np.arange(round(seconds * rate)) / rate)).astype(np.float32)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        audio = out.add_stream("aac", rate=rate, layout="mono")
+        for i in range(round(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(index_frame(i, 160, 120), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+
+        def mux_audio(packets: list[av.Packet]) -> None:
+            for packet in packets:
+                if packet.pts is not None and garbled[0] <= float(packet.pts * packet.time_base) < garbled[1]:
+                    junk = av.Packet(rng.integers(0, 256, packet.size, dtype=np.uint8).tobytes())
+                    junk.pts, junk.dts, junk.duration = packet.pts, packet.dts, packet.duration
+                    junk.stream, junk.time_base = audio, packet.time_base
+                    packet = junk
+                out.mux(packet)
+
+        for begin in range(0, len(tone), chunk):
+            frame = av.AudioFrame.from_ndarray(tone[None, begin : begin + chunk], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, begin, Fraction(1, rate)
+            mux_audio(audio.encode(frame))
+        mux_audio(audio.encode(None))
+    return path
+
+
+def add_speech(video: str | Path, out: str | Path, speech: np.ndarray, *, offset: float) -> Path:
+    """Copy `video`'s picture (not re-encoded) to `out` with an AAC audio track that is silent but for `speech` (48 kHz
+    mono float32) at `offset` seconds, as long as the picture: any video the tests write, made to talk."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rate, chunk = 48000, 1024
+    with av.open(str(video)) as source, av.open(str(out), "w") as sink:
+        picture = source.streams.video[0]
+        seconds = float(picture.duration * picture.time_base) if picture.duration else float(source.duration / av.time_base)
+        copy = sink.add_stream_from_template(picture)
+        audio = sink.add_stream("aac", rate=rate, layout="mono")
+        for packet in source.demux(picture):
+            if packet.dts is None:  # the demuxer's empty packet at the end
+                continue
+            packet.stream = copy
+            sink.mux(packet)
+        track = np.zeros(round(seconds * rate), np.float32)
+        at = round(offset * rate)
+        track[at : at + len(speech)] = speech[: max(len(track) - at, 0)]
+        for begin in range(0, len(track), chunk):
+            frame = av.AudioFrame.from_ndarray(track[None, begin : begin + chunk], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, begin, Fraction(1, rate)
+            sink.mux(audio.encode(frame))
+        sink.mux(audio.encode(None))
+    return out
