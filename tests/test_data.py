@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidsearch.data import ClipDataset, Pair, epoch_batches, load_pairs, read_manifest, span_bytes, span_frames
+from vidsearch.data import ClipDataset, Pair, epoch_batches, load_pairs, read_manifest, span_bytes, span_frames, take_clip
 from vidsearch.loss import ContrastiveLoss
 from vidsearch.train import get_lr
 
@@ -101,6 +101,90 @@ def test_the_cache_is_sized_by_the_spans_it_holds_not_by_the_clip_length(tmp_pat
     assert [span_frames(p, 2.0) for p in pairs] == [8, 6, 4, 1, 1]
     # a pair straight from the manifest, not yet probed, is probed when its span runs to the video's end
     assert span_frames(replace(pairs[1], video_duration=None), 2.0) == 6
+
+
+def numbered(count):
+    """A fake span whose frame k holds k everywhere, so a clip shows which frames it took."""
+    return np.arange(count, dtype=np.int64).reshape(count, 1, 1, 1)
+
+
+def picked(clip):
+    return clip[:, 0, 0, 0].tolist()
+
+
+@pytest.mark.parametrize("count", [9, 40, 61, 1000])
+def test_spread_clips_cover_the_whole_span_a_stride_apart(count):
+    stride = count / 8
+    draws = [np.random.default_rng([0, step, 3]) for step in range(50)] + [None]  # training's seeds, then the centre
+    for rng in draws:
+        frames = picked(take_clip(numbered(count), 8, rng, sampling="spread"))
+        assert len(frames) == 8 and frames[0] < stride and frames[-1] >= count - 1 - stride  # a stride from either end
+        assert all(math.floor(stride) <= b - a <= math.ceil(stride) for a, b in zip(frames, frames[1:]))
+    centre = picked(take_clip(numbered(count), 8, sampling="spread"))
+    assert centre == [math.floor((k + 0.5) * stride) for k in range(8)]  # the middle of each stride
+    starts = {picked(take_clip(numbered(count), 8, rng, sampling="spread"))[0] for rng in draws[:-1]}
+    assert len(starts) >= min(5, math.ceil(stride))  # the phase moves from step to step
+
+
+def test_spread_frames_are_a_function_of_the_seed_and_step():
+    span = numbered(100)
+
+    def clip(seed, step, pair):
+        return picked(take_clip(span, 8, np.random.default_rng([seed, step, pair]), sampling="spread"))
+
+    assert clip(0, 7, 2) == clip(0, 7, 2) and clip(1, 7, 2) == clip(1, 7, 2)
+    assert len({tuple(clip(0, step, 2)) for step in range(20)}) > 5
+    assert len({tuple(clip(seed, 7, 2)) for seed in range(20)}) > 5
+
+
+def test_contiguous_clips_are_the_windows_they_always_were():
+    span = numbered(40)
+    for step in range(20):
+        seed = [0, step, 5]
+        first = int(np.random.default_rng(seed).integers(0, 40 - 8 + 1))  # the draw take_clip has always made
+        expected = list(range(first, first + 8))
+        assert picked(take_clip(span, 8, np.random.default_rng(seed))) == expected
+        assert picked(take_clip(span, 8, np.random.default_rng(seed), sampling="contiguous")) == expected
+    assert picked(take_clip(span, 8)) == list(range(16, 24))  # the centre window
+
+
+@pytest.mark.parametrize("count", [3, 8])
+def test_a_span_that_fits_in_the_clip_is_taken_whole_whatever_the_sampling(count):
+    whole = list(range(count)) + [count - 1] * (8 - count)  # its last frame repeated
+    for rng in (np.random.default_rng([0, 1, 2]), None):
+        assert picked(take_clip(numbered(count), 8, rng, sampling="spread")) == whole
+        assert picked(take_clip(numbered(count), 8, rng, sampling="contiguous")) == whole
+
+
+def test_spread_clips_of_a_decoded_span_reach_its_ends_here_and_in_workers(tmp_path):
+    from media import write_video
+
+    write_video(tmp_path / "twenty.mp4", seconds=20, fps=4)  # every frame a different gray
+    manifest = write_lines(tmp_path / "pairs.jsonl", [{"video": "twenty.mp4", "caption": "all of it"},
+                                                      {"video": "twenty.mp4", "start": 2, "end": 18, "caption": "most"}])
+    pairs, problems = load_pairs(manifest)
+    assert problems == []
+    dataset = ClipDataset(pairs, frames=4, fps=2.0, size=32, cache=False, sampling="spread")
+    for pair, (start, end) in enumerate([(0, 20), (2, 18)]):
+        span = dataset.decoded(pair)
+        assert len(span) == (end - start) * 2
+        for rng in [np.random.default_rng([0, step, pair]) for step in range(10)] + [None]:
+            clip = dataset.clip(pair, rng)
+            seconds = [start + [np.array_equal(frame, f) for f in span].index(True) / 2.0 for frame in clip]
+            stride = (end - start) / 4
+            assert seconds[0] < start + stride and seconds[-1] >= end - stride and seconds == sorted(seconds)
+
+    def requests():
+        return iter([[(0, (0, step, 0)), (1, (0, step, 1))] for step in range(3)])
+
+    here = list(dataset.batches(requests, workers=0, depth=2))
+    there = list(ClipDataset(pairs, frames=4, fps=2.0, size=32, cache=False, sampling="spread").batches(
+        requests, workers=1, depth=2))
+    for a, b in zip(here, there, strict=True):
+        np.testing.assert_array_equal(a, b)
+    contiguous = ClipDataset(pairs, frames=4, fps=2.0, size=32, cache=False)
+    assert contiguous.sampling == "contiguous"  # what a dataset does unless told (eval's centre windows)
+    assert not np.array_equal(contiguous.clip(0), dataset.clip(0))
 
 
 def test_csv_manifests_work_too(videos):

@@ -318,3 +318,71 @@ def test_out_may_be_the_current_folder(synthetic, short_run, tmp_path):
                                  cwd=out).stdout)
     assert summary["step"] == 3 and summary["checkpoint"] == str(out)
     assert len(losses(out)) == 3 and not [p for p in tmp_path.iterdir() if p.name.startswith(".ckpt")]
+
+
+def test_resume_keeps_the_saved_sampling_and_a_run_saved_before_it_resumes_contiguous():
+    from dataclasses import asdict
+
+    from vidsearch.errors import UsageError
+    from vidsearch.train import TrainSettings, resumed_settings
+
+    typed = TrainSettings(manifest="pairs.jsonl", out="ckpt")  # --sampling at its default, spread
+    saved = asdict(TrainSettings(manifest="pairs.jsonl", out="ckpt", sampling="contiguous"))
+    assert resumed_settings(saved, typed, given=set()).sampling == "contiguous"
+    with pytest.raises(UsageError, match=r"--sampling spread differs .*\(--sampling contiguous\)"):
+        resumed_settings(saved, typed, given={"sampling"})
+    # a checkpoint from before --sampling took windows of consecutive frames, and goes on doing so
+    before = {name: value for name, value in saved.items() if name != "sampling"}
+    assert resumed_settings(before, typed, given=set()).sampling == "contiguous"
+    with pytest.raises(UsageError, match=r"--sampling spread differs .*\(--sampling contiguous\)"):
+        resumed_settings(before, typed, given={"sampling"})
+    with pytest.raises(UsageError, match="--sampling must be spread or contiguous"):
+        TrainSettings(manifest="pairs.jsonl", out="ckpt", sampling="random").validate()
+
+
+@pytest.fixture(scope="module")
+def two_scene_captions(tmp_path_factory):
+    """8 videos of two 4 s scenes, each captioned whole ("a red square moving up, then a blue circle moving left")."""
+    import numpy as np
+
+    from vidsearch.synthetic import random_scenes, write_video
+
+    root = tmp_path_factory.mktemp("two-scenes")
+    rng = np.random.default_rng(5)
+    lines = []
+    for i in range(8):
+        scenes = random_scenes(2, rng=rng)
+        rows = write_video(root / f"v{i}.mp4", scenes, scene_seconds=4, fps=4, size=64, seed=i)
+        lines.append({"video": f"v{i}.mp4", "start": rows[0]["start"], "end": rows[1]["end"],
+                      "caption": f"{scenes[0].caption}, then {scenes[1].caption}"})
+    manifest = root / "pairs.jsonl"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return manifest
+
+
+@pytest.mark.slow
+def test_training_on_captions_of_two_scenes_spreads_each_clip_over_both(two_scene_captions, tmp_path):
+    import numpy as np
+
+    from vidsearch.data import ClipDataset, load_pairs
+
+    # 8 s spans at 1 fps are 8 frames; a 4-frame clip of consecutive ones would see one scene only
+    pairs, _ = load_pairs(two_scene_captions)
+    dataset = ClipDataset(pairs, frames=4, fps=1.0, size=64, cache=False, sampling="spread")
+    span = dataset.decoded(0)
+    for step in range(5):
+        clip = dataset.clip(0, np.random.default_rng([0, step, 0]))
+        taken = [next(k for k, f in enumerate(span) if np.array_equal(f, frame)) for frame in clip]
+        assert taken[0] < 2 and taken[-1] >= 6  # the first scene's start and the second's end
+
+    out = tmp_path / "ckpt"
+    fast = ["--model", "tiny", "--frames", "4", "--batch-size", "8", "--lr", "1e-3", "--device", "cpu", "--log-every", "1"]
+    summary = run_json("train", str(two_scene_captions), "--out", str(out), *fast, "--steps", "2", "--workers", "1")
+    assert summary["step"] == 2 and len(losses(out)) == 2 and all(np.isfinite(losses(out)))
+    assert torch.load(out / "train_state.pt", weights_only=True)["settings"]["sampling"] == "spread"  # the default
+    proc = run_cli("train", str(two_scene_captions), "--out", str(out), "--resume", "--sampling", "contiguous",
+                   "--steps", "3", check=2)
+    assert proc.stderr.startswith("error: --resume: --sampling contiguous differs") and "(--sampling spread)" in proc.stderr
+    assert run_json("train", str(two_scene_captions), "--out", str(out), "--resume", "--sampling", "spread",
+                    "--steps", "3", "--workers", "0")["step"] == 3
+    assert len(losses(out)) == 3

@@ -545,6 +545,9 @@ def train(
         = "longvivit-b32",
     frames: Annotated[int, typer.Option(help="Frames per training clip (16 = the paper's short-clip stage).")] = 16,
     fps: Annotated[float, typer.Option(help="Frames sampled per second of video.")] = 1.0,
+    sampling: Annotated[str, typer.Option(
+        help="A clip of a span longer than it: spread (frames evenly over the whole span, for captions that "
+             "describe all of it) or contiguous (a random window of consecutive frames).")] = "spread",
     mask_ratio: Annotated[float, typer.Option(help="Share of video tokens dropped at random in training.")] = 0.75,
     steps: Annotated[Optional[int], typer.Option(help="Optimiser steps [default: one epoch].", show_default=False)] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Passes over the manifest (instead of --steps).",
@@ -580,7 +583,7 @@ def train(
 
     settings = TrainSettings(
         manifest=str(manifest), out=os.path.abspath(out), model=model, val=str(val) if val else None, frames=frames, fps=fps,
-        mask_ratio=mask_ratio, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup,
+        sampling=sampling, mask_ratio=mask_ratio, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, warmup=warmup,
         train_last=train_last, mixing=mixing, group_by_video=group_by_video, grad_checkpointing=grad_checkpointing,
         checkpoint_every=checkpoint_every, device=device.value, seed=seed, workers=workers, log_every=log_every)
     from .device import fallback_note

@@ -148,18 +148,26 @@ def seconds_field(record: dict, key: str) -> float | None:
     return value
 
 
-ClipRequest = tuple[int, Sequence[int] | None]  # (pair index, seed of the clip's random window, or None for the centre)
+ClipRequest = tuple[int, Sequence[int] | None]  # (pair index, seed of the clip's random draw, or None for the centre)
+SAMPLINGS = ("spread", "contiguous")  # how take_clip picks a clip's frames out of a span
 
 
 class ClipDataset:
-    """Each pair as a (frames, fps)-clip of uint8 frames (frames, size, size, 3); with `cache`, decoded once.
+    """Each pair as a clip of `frames` uint8 frames (frames, size, size, 3) out of its span decoded at `fps`; with
+    `cache`, each span is decoded once.
 
-    Spans longer than the clip give a random window in training and the centre one otherwise;
-    shorter spans repeat their last frame.
+    `sampling` says how a span longer than the clip is cut (take_clip): `contiguous`, a window of consecutive frames
+    (random in training, the centre otherwise); `spread`, frames evenly strided over the whole span (from a random
+    phase in training, the middle of each stride otherwise). A span that fits in the clip is all of it, its last
+    frame repeated, either way.
     """
 
-    def __init__(self, pairs: list[Pair], *, frames: int, fps: float, size: int, cache: bool = True):
+    def __init__(self, pairs: list[Pair], *, frames: int, fps: float, size: int, cache: bool = True,
+                 sampling: str = "contiguous"):
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, not {sampling!r}")
         self.pairs, self.frames, self.fps, self.size, self.cache = pairs, frames, fps, size, cache
+        self.sampling = sampling
         self._decoded: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -184,14 +192,14 @@ class ClipDataset:
         return frames
 
     def clip(self, index: int, rng: np.random.Generator | None = None) -> np.ndarray:
-        """A clip of exactly `frames` frames: random window when `rng` is given, else the centre window."""
-        return take_clip(self.decoded(index), self.frames, rng)
+        """A clip of exactly `frames` frames, drawn by `rng` when it is given, else the centre one (take_clip)."""
+        return take_clip(self.decoded(index), self.frames, rng, sampling=self.sampling)
 
     def batches(self, requests: Callable[[], Iterable[list[ClipRequest]]], *, workers: int,
                 depth: int) -> Iterator[np.ndarray]:
         """Each batch of clips `requests()` names, stacked (batch, frames, size, size, 3), in order.
 
-        A clip's window is drawn from its seed alone, so the batches do not depend on `workers`: 0 decodes here,
+        A clip's frames are drawn from its seed alone, so the batches do not depend on `workers`: 0 decodes here,
         otherwise `workers` processes decode (decode_workers' pool, at most `depth` events waiting). `requests` is called once
         per reader, so it must give the same batches every time. With `cache`, a worker sends each pair's whole
         span once and it is kept here; without, a worker cuts the clip out of the span and sends only that.
@@ -209,7 +217,8 @@ class ClipDataset:
                     if key is None:
                         continue
                     yield self.span_job(index, key=key, keep=None if self.cache else
-                                        functools.partial(_clip_from_seed, length=self.frames, seed=seed))
+                                        functools.partial(_clip_from_seed, length=self.frames, seed=seed,
+                                                          sampling=self.sampling))
                     uncached -= 1
                     if self.cache and not uncached:
                         return
@@ -236,7 +245,7 @@ class ClipDataset:
                         raise BadVideo(self.pairs[index].video, got)
                     if self.cache:
                         self._decoded[index] = got
-                        got = take_clip(got, self.frames, _rng(seed))
+                        got = take_clip(got, self.frames, _rng(seed), sampling=self.sampling)
                     clips.append(got)
                 yield np.stack(clips)
         finally:
@@ -261,12 +270,25 @@ class ClipDataset:
             yield planned
 
 
-def take_clip(frames: np.ndarray, length: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """`length` frames of a span: a random window when `rng` is given, else the centre one; a shorter span repeats
-    its last frame."""
+def take_clip(frames: np.ndarray, length: int, rng: np.random.Generator | None = None, *,
+              sampling: str = "contiguous") -> np.ndarray:
+    """`length` frames of a span of n frames; a span of `length` frames or fewer is all of it, its last frame
+    repeated to fill the clip.
+
+    - contiguous: `length` consecutive frames, from a random start when `rng` is given, else the centre ones. A
+      span longer than the clip is seen in part.
+    - spread: one frame every n / `length` frames over the whole span, from a random phase within the first stride
+      when `rng` is given, else from the middle of each stride. The first frame is within one stride of the span's
+      start and the last within one stride of its end, so the clip sees everything the caption describes (at
+      `length` / n of the decoding rate): the paper's strided sampling, with the stride set by the span.
+    """
     extra = len(frames) - length
     if extra < 0:
         return np.concatenate([frames, np.repeat(frames[-1:], -extra, axis=0)])
+    if sampling == "spread":
+        phase = float(rng.random()) if rng is not None else 0.5
+        picks = np.floor((np.arange(length) + phase) * (len(frames) / length)).astype(np.int64)
+        return frames[np.minimum(picks, len(frames) - 1)]  # the minimum: rounding when the phase is next to 1
     first = int(rng.integers(0, extra + 1)) if rng is not None else extra // 2
     return frames[first:first + length]
 
@@ -275,9 +297,9 @@ def _rng(seed: Sequence[int] | None) -> np.random.Generator | None:
     return None if seed is None else np.random.default_rng(list(seed))
 
 
-def _clip_from_seed(frames: np.ndarray, *, length: int, seed: Sequence[int] | None) -> np.ndarray:
-    """take_clip with the window drawn from `seed`: what a decode worker runs on a span when nothing is cached."""
-    return np.ascontiguousarray(take_clip(frames, length, _rng(seed)))
+def _clip_from_seed(frames: np.ndarray, *, length: int, seed: Sequence[int] | None, sampling: str) -> np.ndarray:
+    """take_clip with the frames drawn from `seed`: what a decode worker runs on a span when nothing is cached."""
+    return np.ascontiguousarray(take_clip(frames, length, _rng(seed), sampling=sampling))
 
 
 def epoch_batches(pairs: list[Pair], batch_size: int, rng: np.random.Generator, *, group_by_video: bool) -> list[list[int]]:

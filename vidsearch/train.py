@@ -18,7 +18,7 @@ import torch
 
 from . import checkpoint, registry
 from .checkpoint import LOG_FILE, STATE_FILE
-from .data import ClipDataset, epoch_batches, load_pairs, span_bytes
+from .data import SAMPLINGS, ClipDataset, epoch_batches, load_pairs, span_bytes
 from .device import autocast, grad_scaler, resolve_device
 from .errors import ModelUnavailable, UsageError
 from .faults import crash_point
@@ -38,6 +38,7 @@ class TrainSettings:
     val: str | None = None
     frames: int = 16
     fps: float = 1.0
+    sampling: str = "spread"  # data.take_clip: frames over the whole span (spans that fit in the clip: the same either way)
     mask_ratio: float = 0.75
     steps: int | None = None
     epochs: float | None = None
@@ -64,6 +65,8 @@ class TrainSettings:
             raise UsageError("give --steps or --epochs, not both")
         if self.lr <= 0:
             raise UsageError("--lr must be positive")
+        if self.sampling not in SAMPLINGS:
+            raise UsageError(f"--sampling must be {' or '.join(SAMPLINGS)}")
         if self.mixing not in ("frame", "joint"):
             raise UsageError("--mixing must be frame or joint")
         if self.checkpoint_every < 1:
@@ -76,12 +79,14 @@ class TrainSettings:
 
 # the rest of a run is fixed at its start; these change neither the batches nor the updates
 RESUME_MAY_CHANGE = ("steps", "epochs", "checkpoint_every", "device", "val", "workers", "log_every")
+# what a run saved before a setting existed did, so that resuming it goes on doing that (not the new default)
+SAVED_BEFORE = {"sampling": "contiguous"}
 
 
 def resumed_settings(saved: dict, settings: TrainSettings, given: Collection[str]) -> TrainSettings:
     """The saved run's settings, with the `given` ones (flags the user typed) that may change on --resume; a given
     flag that may not change and differs from the saved run is refused by name."""
-    given = set(given)
+    given, saved = set(given), {**SAVED_BEFORE, **saved}
     if given & {"steps", "epochs"}:  # one choice of run length: what was typed replaces both
         given |= {"steps", "epochs"}
     merged, conflicts = {}, []
@@ -264,7 +269,8 @@ def train(settings: TrainSettings, *, resume: bool = False, given: Collection[st
         model.train_only_last(settings.train_last)
     tokenizer = registry.build_tokenizer(config)
     cache = span_bytes(pairs, fps=settings.fps, size=model.image_size) < CACHE_LIMIT_BYTES  # whole spans stay cached
-    dataset = ClipDataset(pairs, frames=settings.frames, fps=settings.fps, size=model.image_size, cache=cache)
+    dataset = ClipDataset(pairs, frames=settings.frames, fps=settings.fps, size=model.image_size, cache=cache,
+                          sampling=settings.sampling)
 
     per_epoch = len(epoch_batches(pairs, settings.batch_size, np.random.default_rng(0), group_by_video=settings.group_by_video))
     total = settings.steps or max(1, round((settings.epochs or 1.0) * per_epoch))
@@ -332,7 +338,7 @@ def _batches(dataset: ClipDataset, settings: TrainSettings, tokenizer, dist: Dis
     local = settings.batch_size // dist.world
 
     def requests() -> Iterator[list[tuple[int, tuple[int, int, int]]]]:
-        # each clip's window depends only on (seed, step, clip), so any split across ranks or workers sees the same data
+        # each clip's frames depend only on (seed, step, clip), so any split across ranks or workers sees the same data
         epoch, order = -1, []
         for step in range(start, total):
             now, position = divmod(step, per_epoch)
