@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from vidsearch.spans import Region, Span, best_spans, merge_regions, region_spans
+from vidsearch.search import Moment
+from vidsearch.spans import Region, best_spans, merge_regions, region_spans
 
 
 def unit(*values):
@@ -31,8 +32,8 @@ def test_spans_are_never_longer_than_asked():
 
 
 def test_the_best_spans_that_do_not_overlap_are_kept_best_first():
-    spans = [Span(1, "a", 0, 8, 0.9, 2), Span(1, "a", 4, 8, 0.95, 1), Span(1, "a", 8, 12, 0.5, 1),
-             Span(2, "b", 0, 8, 0.7, 2)]
+    spans = [Moment(1, "a", 0, 8, 0.9, 2), Moment(1, "a", 4, 8, 0.95, 1), Moment(1, "a", 8, 12, 0.5, 1),
+             Moment(2, "b", 0, 8, 0.7, 2)]
     assert [(s.video_id, s.start, s.end) for s in best_spans(spans)] == [(1, 4, 8), (2, 0, 8), (1, 8, 12)]
 
 

@@ -250,8 +250,7 @@ class Searcher:
         for region in merge_regions(regions):
             starts, ends, found = self.index.db.segments_in(region.video_id, region.start, region.end, dim)
             spans += region_spans(region, starts, ends, found, query[0], longest=longest)
-        return [Moment(s.video_id, s.path, s.start, s.end, s.score, s.segments) for s in best_spans(spans)
-                if min_score is None or s.score >= min_score]
+        return [span for span in best_spans(spans) if min_score is None or span.score >= min_score]
 
     def visual_moments(self, terms: list[Term], *, k: int, group_by: str, video_ids: list[int] | None,
                        min_score: float | None) -> list[Moment]:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .search import Moment
+
 
 @dataclass(frozen=True)
 class Region:
@@ -17,18 +19,6 @@ class Region:
     path: str
     start: float
     end: float
-
-
-@dataclass(frozen=True)
-class Span:
-    """Segments [first, last] of a region's rows (inclusive), their time span and the cosine of their mean vector."""
-
-    video_id: int
-    path: str
-    start: float
-    end: float
-    score: float
-    segments: int
 
 
 def merge_regions(regions: Iterable[Region]) -> list[Region]:
@@ -44,8 +34,8 @@ def merge_regions(regions: Iterable[Region]) -> list[Region]:
 
 
 def region_spans(region: Region, starts: np.ndarray, ends: np.ndarray, vectors: np.ndarray, query: np.ndarray, *,
-                 longest: int) -> list[Span]:
-    """Every span of 1 to `longest` consecutive segments (rows in time order) with its score: the cosine between
+                 longest: int) -> list[Moment]:
+    """Every span of 1 to `longest` consecutive segments (rows in time order) as a Moment scored by the cosine between
     the query and the span's mean segment vector (the window vector is that mean over a whole window, so a span
     is a window of its own length)."""
     count = len(starts)
@@ -59,12 +49,12 @@ def region_spans(region: Region, starts: np.ndarray, ends: np.ndarray, vectors: 
         scores = (sums @ query.astype(np.float64)) / np.maximum(norms, 1e-12)
         for first, score in enumerate(scores):
             last = first + length - 1
-            spans.append(Span(region.video_id, region.path, float(starts[first]), float(ends[last]), float(score),
-                              length))
+            spans.append(Moment(region.video_id, region.path, float(starts[first]), float(ends[last]), float(score),
+                                length))
     return spans
 
 
-def best_spans(spans: Iterable[Span]) -> list[Span]:
+def best_spans(spans: Iterable[Moment]) -> list[Moment]:
     """The best span, then the best that overlaps none taken so far (of its video), and so on: best first."""
     taken: dict[int, list[tuple[float, float]]] = {}
     chosen = []
