@@ -11,8 +11,8 @@ def seen(video, start, end, cosine, segments=2):
     return Moment(video, f"/v{video}.mp4", start, end, cosine, segments)
 
 
-def said(video, start, end, score, line="chopping onions", source="sidecar:a.srt"):
-    return TextMatch(video, f"/v{video}.mp4", start, end, score, line, ((0, 8),), source, "en")
+def said(video, start, end, score, line="chopping onions", source="sidecar:a.srt", coverage=1.0):
+    return TextMatch(video, f"/v{video}.mp4", start, end, score, line, ((0, 8),), source, "en", coverage)
 
 
 def spans(moments):
@@ -63,30 +63,60 @@ def test_rrf_sums_reciprocal_ranks_so_agreement_beats_one_list_topping():
     assert [m.score for m in moments] == pytest.approx([2 / 63, 1 / 61, 1 / 61, 1 / 62, 1 / 62])
 
 
-def test_weighted_calibrates_cosines_on_the_candidates_and_text_on_the_best_line():
-    # cosines 0.30 0.25 0.20 0.10: median 0.225, so 0.30 -> 1, 0.25 -> 1/3, 0.20 and 0.10 -> 0; text 4 -> 1, 2 -> 0.5
+def test_weighted_calibrates_cosines_on_the_candidates_and_text_by_coverage_squared():
+    # cosines 0.30 0.25 0.20 0.10: median 0.225, so 0.30 -> 1, 0.25 -> 1/3, 0.20 and 0.10 -> 0; coverage 1 -> 1, 0.5 -> 0.25
     visual = [seen(1, 0.0, 4.0, 0.30), seen(2, 0.0, 4.0, 0.25), seen(3, 0.0, 4.0, 0.20), seen(4, 0.0, 4.0, 0.10)]
-    text = [said(5, 0.0, 2.0, 4.0), said(2, 1.0, 2.0, 2.0)]
+    text = [said(5, 0.0, 2.0, 4.0), said(2, 1.0, 2.0, 9.0, coverage=0.5)]  # bm25 does not enter the score
     moments = fuse(visual, text, rule="weighted", visual_weight=0.5)
-    assert [m.video_id for m in moments] == [1, 5, 2, 3, 4]
-    assert [m.score for m in moments] == pytest.approx([0.5, 0.5, 0.5 / 3 + 0.25, 0.0, 0.0])
+    assert [m.video_id for m in moments] == [5, 1, 2, 3, 4]  # 5 and 1 tie: the one with a line first
+    assert [m.score for m in moments] == pytest.approx([0.5, 0.5, 0.5 / 3 + 0.125, 0.0, 0.0])
+    assert moments[2].text_score == 9.0 and moments[0].visual_score is None
     tilted = fuse(visual, text, rule="weighted", visual_weight=0.8)
     assert [m.video_id for m in tilted][:2] == [1, 2]  # leaning on the picture, the text-only moment drops
 
 
 def test_weighted_with_one_side_missing_or_flat():
     assert [m.score for m in fuse([], [said(1, 0.0, 1.0, 3.0)], rule="weighted", visual_weight=0.5)] == [0.5]
+    assert [m.score for m in fuse([], [said(1, 0.0, 1.0, 0.0, coverage=0.5)], rule="weighted", visual_weight=0.5)] == [0.125]
     flat = [seen(1, 0.0, 4.0, 0.2), seen(2, 0.0, 4.0, 0.2)]
     assert [m.score for m in fuse(flat, [], rule="weighted", visual_weight=0.5)] == [0.5, 0.5]
 
 
 def test_by_default_a_line_with_all_the_words_beats_the_best_looking_moment_with_one_of_them():
-    # the weighted sum leaning on text (bench/fusion.py): bm25's gap between the two lines counts, which rrf's ranks lose
+    # the weighted sum leaning on text (bench/fusion.py): coverage counts, which rrf's ranks lose
     visual = [seen(1, 0.0, 4.0, 0.9), seen(2, 0.0, 4.0, 0.5), seen(3, 0.0, 4.0, 0.3), seen(4, 0.0, 4.0, 0.2)]
-    text = [said(4, 1.0, 3.0, 6.0, line="the bakery opens early"), said(1, 1.0, 3.0, 1.0, line="early")]
+    text = [said(4, 1.0, 3.0, 6.0, line="the bakery opens early"), said(1, 1.0, 3.0, 1.0, line="early", coverage=1 / 3)]
     assert [m.video_id for m in fuse(visual, text)][:2] == [4, 1]
-    assert fuse(visual, text) == fuse(visual, text, rule="weighted", visual_weight=0.3)
+    assert fuse(visual, text) == fuse(visual, text, rule="weighted", visual_weight=0.2, coverage_power=2)
     assert [m.video_id for m in fuse(visual, text, rule="rrf")][:2] == [1, 4]
+
+
+def test_by_default_an_incidental_word_barely_counts_even_as_the_best_line():
+    # "a red triangle moving up": the only line is "the red wine stain would not come out", 1 of the 4 words, the best
+    # (and only) bm25; it adds 0.8 / 16, so the best-looking moment stays first, where a relative bm25 put the line's
+    visual = [seen(1, 0.0, 4.0, 0.70), seen(2, 0.0, 4.0, 0.68), seen(3, 0.0, 4.0, 0.60), seen(4, 0.0, 4.0, 0.50)]
+    (first, second, *_) = fuse(visual, [said(2, 1.0, 3.0, 2.6, line="the red wine stain", coverage=0.25)])
+    assert (first.video_id, first.text, second.video_id) == (1, None, 2)
+    assert second.score == pytest.approx(0.2 * (0.68 - 0.64) / (0.70 - 0.64) + 0.8 / 16)  # median 0.64
+
+
+@pytest.mark.parametrize("share, first", [(1.0, 2), (2 / 3, 2), (0.5, 2), (0.4, 1), (0.25, 1)])
+def test_by_default_a_line_with_half_of_a_term_or_more_outranks_the_best_looking_silent_moment(share, first):
+    # 0.8 * share ** 2 against 0.2: at half they tie, and equal scores put the moment with a line first
+    visual = [seen(1, 0.0, 4.0, 0.9), seen(3, 0.0, 4.0, 0.3), seen(4, 0.0, 4.0, 0.2)]
+    assert fuse(visual, [said(2, 0.0, 2.0, 1.0, coverage=share)])[0].video_id == first
+
+
+def test_weighted_takes_a_moments_line_by_coverage_and_breaks_equal_scores_by_bm25():
+    # best bm25 first, as search_text gives them; the line with more of the query becomes the moment's text
+    partial, whole = said(1, 1.0, 2.0, 8.0, line="onions", coverage=0.5), said(1, 2.0, 3.0, 3.0, line="chopping onions")
+    (moment,) = fuse([seen(1, 0.0, 4.0, 0.5)], [partial, whole])
+    assert moment.text == whole and moment.score == pytest.approx(1.0)
+    # two lines alone with the whole query: the better bm25 first, whatever the order or the path
+    weak, strong = said(1, 0.0, 2.0, 2.0), said(2, 0.0, 2.0, 5.0)
+    assert [m.video_id for m in fuse([], [weak, strong])] == [2, 1]
+    assert [m.video_id for m in fuse([seen(3, 0.0, 4.0, 0.1)], [weak, strong], visual_weight=0.5)] == [2, 1, 3]
+    assert [m.video_id for m in fuse([], [weak, strong], rule="rrf")] == [1, 2]  # rrf keeps the list's order
 
 
 def test_an_unknown_rule_is_refused():

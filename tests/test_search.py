@@ -117,8 +117,14 @@ def test_both_ranks_moments_seen_and_said_above_those_only_seen(searcher):
     assert found(moments) == [("b", 16.0, 20.0, "now we chop the onions"), ("c", 0.0, 20.0, "onions"), ("a", 0.0, 4.0, None)]
     assert moments[0].visual_score == pytest.approx(0.5) and moments[0].text_score > 0 and moments[0].segments == 1
     assert found(searcher.search(parse_query("onions"), k=3, rule="rrf")) == found(moments)  # auto: the index has text
-    # the default rule, the weighted sum leaning on text, ranks c's exact one-word line first; a still comes last
-    assert [m.path for m in searcher.search(parse_query("onions"), k=3, mode="both")] == ["/v/c.mp4", "/v/b.mp4", "/v/a.mp4"]
+    # the default rule, the weighted sum leaning on text: b's and c's lines both say the whole query, and b also looks
+    # like it; a, seen best but silent, comes last
+    weighted = searcher.search(parse_query("onions"), k=3, mode="both")
+    assert [m.path for m in weighted] == ["/v/b.mp4", "/v/c.mp4", "/v/a.mp4"]
+    assert [m.text.coverage for m in weighted[:2]] == [1.0, 1.0]
+    # with two words not said their lines have a third of the query (a ninth of the text side): a comes first
+    assert [m.path for m in searcher.search(parse_query("onions garlic pepper"), k=3, mode="both")] == \
+        ["/v/a.mp4", "/v/b.mp4", "/v/c.mp4"]
 
 
 def test_min_score_floors_the_visual_side_only_and_paths_limit_both(searcher):

@@ -115,3 +115,31 @@ def test_best_first_limited_to_videos_and_never_from_failed_ones(db):
     assert search_text(db, words("onion"), video_ids=[]) == []
     db.db.execute("UPDATE videos SET status = 'failed' WHERE id = ?", [soup])
     assert {m.path for m in search_text(db, words("onion"))} == {"/v/cook.mp4"}
+
+
+def coverage(db, query):
+    return {m.line: m.coverage for m in search_text(db, parse_query(query))}
+
+
+def test_coverage_is_the_share_of_the_query_words_a_line_has_after_stemming(db):
+    assert coverage(db, "onion knife soup people") == {
+        "people love onion soup": 0.75, "We are chopping onions with a knife": 0.5, "Chopped the onion for the soup": 0.5,
+        "Don't forget the t-shirt, people!": 0.25, "onions, chopping them fast": 0.25}
+    assert coverage(db, "onion")["onions, chopping them fast"] == 1.0  # onion covers onions, as FTS5 matches it
+    assert set(coverage(db, "onion onions").values()) == {1.0}  # both stem to onion
+    assert coverage(db, "the onion of the day")["people love onion soup"] == 0.5  # stop words do not count
+    assert coverage(db, "t-shirt don't") == {"Don't forget the t-shirt, people!": 1.0}
+
+
+def test_a_quoted_phrase_is_one_part_of_the_query_and_covered_only_as_written(db):
+    assert coverage(db, '"onions chopping" knife') == {"onions, chopping them fast": 0.5, "We are chopping onions with a knife": 0.5}
+    assert coverage(db, '"chopping onions" knife') == {"We are chopping onions with a knife": 1.0}
+
+
+def test_coverage_is_the_best_share_of_one_term_and_negative_terms_do_not_count(db):
+    # in "caption + spoken words" a line with all the spoken words covers the query
+    assert coverage(db, "chopping knife + soup people") == {
+        "people love onion soup": 1.0, "We are chopping onions with a knife": 1.0, "Chopped the onion for the soup": 0.5,
+        "Don't forget the t-shirt, people!": 0.5, "onions, chopping them fast": 0.5}
+    assert coverage(db, "onion soup - knife") == {"people love onion soup": 1.0, "Chopped the onion for the soup": 1.0,
+                                                  "onions, chopping them fast": 0.5}

@@ -7,19 +7,30 @@ that overlaps no visual moment is a moment of its own, and a visual moment no li
 Two rules score the fused moments:
 - "rrf", reciprocal rank fusion (Cormack et al., 2009): the sum over the two lists of 1 / (60 + rank). It uses only
   ranks, so the cosine and bm25 scales never meet, and a moment both lists agree on beats one that only one likes.
-- "weighted": visual_weight * v + (1 - visual_weight) * t, each calibrated per query to [0, 1]: the cosine against the
-  visual candidates, (score - median) / (best - median) clipped, since raw cosines bunch in a model-specific band;
-  the text score divided by the best text score. A missing side counts 0.
+- "weighted": visual_weight * v + (1 - visual_weight) * t, each in [0, 1]. v is the cosine calibrated on the visual
+  candidates, (score - median) / (best - median) clipped, since raw cosines bunch in a model-specific band. t is the
+  line's coverage ** coverage_power: the share of one query term's words and quoted phrases the line has, the best
+  term's, as FTS5 matches them (TextMatch.coverage). A missing side counts 0. A moment's text is its line with the
+  most coverage (then bm25), and equal scores put the better line first (bm25; a moment with no line last).
 
-The default is "weighted" with visual_weight 0.3, chosen by bench/fusion.py (bench/RESULTS.md): on its labelled set it
-beat rrf and each side alone overall, while rrf fell below the transcripts alone. rrf sees only ranks, so a line with
-all the query's words counts no more than one that shares a common word with it. And the visual side always has a
-candidate calibrated to 1, even for words that are only spoken, so the text side needs the larger share: below 0.5 a
-line with all the words outranks the best-looking moment that says nothing.
+The default is "weighted" with visual_weight 0.2 and coverage_power 2, chosen by bench/fusion.py (bench/RESULTS.md):
+on its labelled sets it beat rrf, each side alone, and the weighted rule as it was before (the text side: bm25 over
+the best line's, w 0.3). Why:
+- rrf sees only ranks, so a line with all the query's words counts no more than one that shares a common word with it.
+- A relative bm25 gives the best line 1 however little of the query it has: for a caption whose words are said only
+  by chance ("the red wine stain would not come out" for "a red triangle moving up") that line beat the right scene.
+  Coverage is absolute, and squared it makes such a match small: 1 of 4 words adds 0.8 / 16 = 0.05, a quarter of the
+  visual side's range.
+- The visual side always has a candidate calibrated to 1, even for words that are only spoken, so the text side needs
+  the larger share: at 0.2 a line with at least half of a term's words ranks with or above (on a tie, by the line) the
+  best-looking moment that says nothing (0.8 * 1/4 = 0.2), so words the recogniser missed or the user added cost
+  little. A higher visual weight or power guards visual queries a little more against half-matching lines but drops
+  spoken lines with a word or two unsaid below silent moments (bench/fusion.py --unsaid).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable
@@ -31,7 +42,8 @@ from .text_search import TextMatch
 GAP = 1.0  # seconds: a line this close to a visual moment is taken to be about it
 RRF_K = 60  # rrf's constant: ranks past the first few count nearly alike, so neither list's tail dominates
 RULES = ("rrf", "weighted")
-VISUAL_WEIGHT = 0.3  # the weighted rule's default share for the picture: below 0.5, see the module docstring
+VISUAL_WEIGHT = 0.2  # the weighted rule's default share for the picture: below 0.5, see the module docstring
+COVERAGE_POWER = 2  # the weighted rule's text side is coverage ** this: see the module docstring
 
 
 @dataclass
@@ -54,17 +66,19 @@ class _Fused:
 
 
 def fuse(visual: list[Moment], matches: list[TextMatch], *, rule: str = "weighted", visual_weight: float = VISUAL_WEIGHT,
-         gap: float = GAP) -> list[Moment]:
+         coverage_power: float = COVERAGE_POWER, gap: float = GAP) -> list[Moment]:
     """Visual moments (best first, scored by cosine) and text matches (best first) as one ranking, best first, each
-    moment scored by `rule` and carrying its visual and text scores and its line."""
+    moment scored by `rule` and carrying its visual and text scores and its line. `visual_weight` and `coverage_power`
+    tune the weighted rule."""
     if rule == "rrf":
-        score = _rrf
+        score, tie = _rrf, _no_tie
     elif rule == "weighted":
-        score = _weighted(visual, matches, visual_weight)
+        matches = sorted(matches, key=lambda m: -m.coverage)  # stable: bm25 orders lines of equal coverage
+        score, tie = _weighted(visual, visual_weight, coverage_power), _by_bm25
     else:
         raise ValueError(f"unknown fusion rule {rule!r}; use one of {', '.join(RULES)}")
     moments = [fused.moment(score(fused)) for fused in _pair(visual, matches, gap)]
-    return sorted(moments, key=lambda m: (-m.score, m.path, m.start))
+    return sorted(moments, key=lambda m: (-m.score, tie(m), m.path, m.start))
 
 
 def text_moments(matches: list[TextMatch], *, gap: float = GAP) -> list[Moment]:
@@ -96,18 +110,26 @@ def _rrf(fused: _Fused) -> float:
     return sum(1 / (RRF_K + rank) for rank in (fused.visual_rank, fused.text_rank) if rank is not None)
 
 
-def _weighted(visual: list[Moment], matches: list[TextMatch], visual_weight: float) -> Callable[[_Fused], float]:
-    """The weighted-sum score, calibrated on this query's candidates."""
+def _no_tie(moment: Moment) -> float:
+    return 0.0
+
+
+def _by_bm25(moment: Moment) -> float:
+    """Between equal scores, the moment with the better line first (one with no line last)."""
+    return -moment.text_score if moment.text_score is not None else math.inf
+
+
+def _weighted(visual: list[Moment], visual_weight: float, power: float) -> Callable[[_Fused], float]:
+    """The weighted-sum score, the cosine calibrated on this query's visual candidates."""
     cosines = [m.score for m in visual] or [0.0]
     median, best = statistics.median(cosines), max(cosines)
-    best_text = max((m.score for m in matches), default=1.0)
 
     def visual_part(cosine: float) -> float:
         return 1.0 if best <= median else min(max((cosine - median) / (best - median), 0.0), 1.0)
 
     def score(fused: _Fused) -> float:
         seen = visual_part(fused.visual.score) if fused.visual else 0.0
-        said = fused.match.score / best_text if fused.match else 0.0
+        said = fused.match.coverage ** power if fused.match else 0.0
         return visual_weight * seen + (1 - visual_weight) * said
 
     return score

@@ -21,7 +21,8 @@ _OPEN, _CLOSE = "\ue000", "\ue001"
 @dataclass(frozen=True)
 class TextMatch:
     """A transcript line that matches a query: where it is, how well it matches (higher is better: -bm25), the
-    whole line, and the (begin, end) character offsets in it of the matched terms."""
+    whole line, the (begin, end) character offsets in it of the matched terms, and how much of the query it has
+    (`coverage` in [0, 1], see `coverage`; fusion.py's default rule scores the text side by it)."""
 
     video_id: int
     path: str
@@ -32,6 +33,7 @@ class TextMatch:
     marks: tuple[tuple[int, int], ...]
     source: str
     language: str | None
+    coverage: float = 1.0
 
 
 def fts_query(terms: Iterable[Term]) -> str | None:
@@ -68,19 +70,38 @@ def _fts_string(text: str) -> str:
 
 def search_text(db, terms: Iterable[Term], *, limit: int = 200, video_ids: Iterable[int] | None = None) -> list[TextMatch]:
     """The best `limit` transcript lines for the terms, best first, from videos that did not fail (and only those in
-    `video_ids`, when given). `db` is a vidsearch.db.Database."""
+    `video_ids`, when given). `db` is a vidsearch.db.Database.
+
+    Each line's `coverage` is the share of a query term's words and quoted phrases it has (see `coverage`), as FTS5
+    matches them: each word or phrase is checked on its own with MATCH, so stemming counts ("onion" covers "onions"),
+    and a phrase counts only where it is written as one.
+    """
+    terms = list(terms)
     query = fts_query(terms)
     video_ids = None if video_ids is None else [int(i) for i in video_ids]
     if query is None or video_ids == []:
         return []
+    asked = [_units(t.text) for t in terms if t.text is not None and t.weight > 0]
+    units = list(dict.fromkeys(unit for term in asked for unit in term))
+    has = ", ".join("t.id IN (SELECT rowid FROM transcripts_fts WHERE transcripts_fts MATCH ?)" for _ in units)
     only = "" if video_ids is None else f" AND t.video_id IN ({','.join(map(str, video_ids))})"
     rows = db.db.execute(
         "SELECT t.video_id, v.path, t.start, t.end, -bm25(transcripts_fts), t.text, t.source, t.language, "
-        "highlight(transcripts_fts, 0, ?, ?) FROM transcripts_fts JOIN transcripts t ON t.id = transcripts_fts.rowid "
+        f"highlight(transcripts_fts, 0, ?, ?), {has} FROM transcripts_fts "
+        "JOIN transcripts t ON t.id = transcripts_fts.rowid "
         f"JOIN videos v ON v.id = t.video_id WHERE transcripts_fts MATCH ? AND v.status != 'failed'{only} "
-        "ORDER BY bm25(transcripts_fts), v.path, t.start LIMIT ?", [_OPEN, _CLOSE, query, int(limit)]).fetchall()
-    return [TextMatch(video_id, path, start, end, score, line, _marks(highlighted, line), source, language)
-            for video_id, path, start, end, score, line, source, language, highlighted in rows]
+        "ORDER BY bm25(transcripts_fts), v.path, t.start LIMIT ?", [_OPEN, _CLOSE, *units, query, int(limit)]).fetchall()
+    return [TextMatch(video_id, path, start, end, score, line, _marks(highlighted, line), source, language,
+                      coverage({unit for unit, hit in zip(units, found) if hit}, asked))
+            for video_id, path, start, end, score, line, source, language, highlighted, *found in rows]
+
+
+def coverage(found: set[str], asked: list[list[str]]) -> float:
+    """How much of the query a line has, in [0, 1], from the FTS5 strings it matches (`found`) and each positive
+    term's (`asked`, as `_units` gives them): the largest share of one term's distinct words and phrases. Per term,
+    because the terms of a query can ask for different things: in `a red circle moving left + bakery opens early` the
+    second is what is said and the first what is seen, and a line with all of the second covers the query."""
+    return max((len(found.intersection(term)) / len(set(term)) for term in asked if term), default=0.0)
 
 
 def _marks(highlighted: str, line: str) -> tuple[tuple[int, int], ...]:
