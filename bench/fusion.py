@@ -1,6 +1,10 @@
 """Fusing visual and speech search (issue 13): which rule, reciprocal rank fusion or a calibrated weighted sum, ranks
 the right video and moment higher, against each mode alone, per query kind.
 
+The weighted rule is run at each `--weights` visual weight with the default coverage power (its text side is the line's
+coverage ** power), at the default weight with each `--powers` power, and as it was before coverage (text side: the
+line's bm25 over the best line's; w = 0.3), the baseline row.
+
 The labelled sets come from tests/fusion_set.py (synthetic scene videos with sidecar subtitles; visual, spoken and
 mixed queries with their right video and span): first the one tests/test_fusion_set.py builds (6 videos, 12 queries),
 then `--sets` larger ones (`--videos` videos, `--per-kind` queries of each kind, seeds 1, 2, ...), pooled. Each set is
@@ -13,12 +17,17 @@ Video level: the rank of the first moment from the right video. Moment level: th
 the right video and overlaps the labelled span (temporal IoU > 0): the scene for visual and mixed queries, the line
 for spoken ones. R@1, R@5 and MRR over the top `-k` moments (a miss counts 0 in MRR).
 
-usage: python bench/fusion.py [--model DIR] [--sets 3] [--videos 18] [--per-kind 8] [--out bench-out/fusion]
+`--unsaid WORDS` adds words no line says to the spoken words of spoken and mixed queries (a word the speech
+recogniser missed, or one the user added), so the right line covers only part of them. A set is indexed once into
+`--out`; runs with other `--unsaid` words reuse it.
+
+usage: python bench/fusion.py [--model DIR] [--sets 3] [--videos 18] [--per-kind 8] [--unsaid WORDS] [--out bench-out/fusion]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import json
 import os
@@ -40,6 +49,8 @@ from fusion_set import KINDS, build_fusion_set, metrics, ranks  # noqa: E402  (t
 
 VIDSEARCH = str(Path(sys.executable).with_name("vidsearch"))
 TEST_SET = {"videos": 6, "per_kind": 4, "seed": 0}  # what tests/test_fusion_set.py builds
+DEFAULTS = {name: p.default for name, p in inspect.signature(fuse).parameters.items()}
+BEFORE = {"visual_weight": 0.3}  # the weighted rule as it was before coverage (6053acf): text bm25 / best, w = 0.3
 
 
 def train_like_the_fixture(out: Path) -> Path:
@@ -57,42 +68,65 @@ def train_like_the_fixture(out: Path) -> Path:
     return model
 
 
-def modes(weights: list[float]) -> list[tuple[str, str | None, float | None]]:
-    return [("visual", None, None), ("speech", None, None), ("both", "rrf", None),
-            *(("both", "weighted", w) for w in weights)]
+def modes(weights: list[float], powers: list[float]) -> list[tuple[str, str | None, dict]]:
+    """(mode, rule, fuse's keywords): the single modes, rrf, the weighted rule at each weight (default power), at each
+    other power (default weight), and before coverage ({"before": True})."""
+    power = DEFAULTS["coverage_power"]
+    return [("visual", None, {}), ("speech", None, {}), ("both", "rrf", {}),
+            *(("both", "weighted", {"visual_weight": w}) for w in weights),
+            *(("both", "weighted", {"coverage_power": p}) for p in powers if p != power),
+            ("both", "weighted", {**BEFORE, "before": True})]
 
 
-def label(mode: str, rule: str | None, weight: float | None) -> str:
-    defaults = {name: p.default for name, p in inspect.signature(fuse).parameters.items()}
-    default = rule == defaults["rule"] and (weight is None or weight == defaults["visual_weight"])
-    return mode if rule is None else f"both, {rule}" + ("" if weight is None else f" w={weight:g}") + " (default)" * default
+def label(mode: str, rule: str | None, keywords: dict) -> str:
+    if rule is None:
+        return mode
+    if rule == "rrf":
+        return "both, rrf"
+    weight = keywords.get("visual_weight", DEFAULTS["visual_weight"])
+    if keywords.get("before"):
+        return f"both, weighted w={weight:g}, bm25/best (before)"
+    power = keywords.get("coverage_power", DEFAULTS["coverage_power"])
+    default = rule == DEFAULTS["rule"] and weight == DEFAULTS["visual_weight"] and power == DEFAULTS["coverage_power"]
+    return f"both, weighted w={weight:g}, coverage^{power:g}" + " (default)" * default
 
 
-def run_set(folder: Path, model: Path, *, videos: int, per_kind: int, seed: int, k: int, weights: list[float]) -> list[dict]:
+def fused(seen: list, said: list, rule: str, keywords: dict) -> list:
+    """The two lists fused as `modes` says. Before coverage, the weighted rule's text side was each line's bm25 over
+    the best line's: taken as the coverage, to the power 1, it gives the same scores and the same lines."""
+    if keywords.get("before"):
+        best = max((m.score for m in said), default=1.0)
+        said = [dataclasses.replace(m, coverage=m.score / best if best > 0 else 1.0) for m in said]
+        return fuse(seen, said, rule=rule, visual_weight=keywords["visual_weight"], coverage_power=1)
+    return fuse(seen, said, rule=rule, **keywords)
+
+
+def run_set(folder: Path, model: Path, *, videos: int, per_kind: int, seed: int, k: int, weights: list[float],
+            powers: list[float], unsaid: str = "") -> list[dict]:
     """Build, index and query one set; one row per query and mode with its video and moment ranks."""
     labelled = build_fusion_set(folder / "videos", videos=videos, per_kind=per_kind, seed=seed)
     labelled.save(folder / "labels.json")
     home = folder / "index"
     subprocess.run([VIDSEARCH, "index", str(labelled.folder), "--model", str(model)], check=True,
-                   env={**os.environ, "VIDSEARCH_HOME": str(home)}, stdout=subprocess.DEVNULL)
+                   env={**os.environ, "VIDSEARCH_HOME": str(home)}, stdout=subprocess.DEVNULL)  # indexed: only hashes
     searcher = Searcher(IndexDir(home))
     rows = []
     for query in labelled.queries:
-        terms = parse_query(query.text)
+        terms = parse_query(query.text if query.kind == "visual" or not unsaid else f"{query.text} {unsaid}")
         seen = searcher.visual_moments(terms, k=k, group_by="moment", video_ids=None, min_score=None)
         said = searcher.text_matches(terms, k=k, group_by="moment", video_ids=None)
         for rule in RULES:  # the bench fuses the lists itself; make sure that is what a search does
             assert searcher.search(terms, k=k, mode="both", rule=rule) == fuse(seen, said, rule=rule)[:k], (query, rule)
-        for mode, rule, weight in modes(weights):
+        for mode, rule, keywords in modes(weights, powers):
             if mode == "visual":
                 moments = seen
             elif mode == "speech":
                 moments = text_moments(said)
             else:
-                moments = fuse(seen, said, rule=rule, **({} if weight is None else {"visual_weight": weight}))
+                moments = fused(seen, said, rule, keywords)
             hits = [{"path": m.path, "start": m.start, "end": m.end} for m in moments[:k]]
             video_rank, moment_rank = ranks(query, hits, labelled.path(query.video))
-            rows.append({"set": seed, "query": query.text, "kind": query.kind, "mode": label(mode, rule, weight),
+            rows.append({"set": seed, "query": query.text, "kind": query.kind, "mode": label(mode, rule, keywords),
                          "video": video_rank, "moment": moment_rank})
     return rows
 
@@ -145,19 +179,24 @@ def main() -> None:
     parser.add_argument("--per-kind", type=int, default=8, help="queries of each kind in each larger set")
     parser.add_argument("-k", type=int, default=10, help="moments returned per query")
     parser.add_argument("--weights", default="0.2,0.3,0.4,0.5,0.6,0.7", help="visual_weight values of the weighted rule")
+    parser.add_argument("--powers", default="1,2,3", help="coverage_power values of the weighted rule (at the default weight)")
+    parser.add_argument("--unsaid", default="", help="words no line says, added to the spoken words of spoken and mixed queries")
     parser.add_argument("--out", type=Path, default=Path("bench-out/fusion"), help="work folder")
     args = parser.parse_args()
     weights = [float(w) for w in args.weights.split(",")]
-    names = [label(*m) for m in modes(weights)]
+    powers = [float(p) for p in args.powers.split(",")]
+    names = [label(*m) for m in modes(weights, powers)]
     started = time.perf_counter()
     print(f"machine: {machine()}")
     model = args.model or train_like_the_fixture(args.out)
     print(f"model: {model}")
-    results = {"test set": run_set(args.out / "test-set", model, k=args.k, weights=weights, **TEST_SET)}
+    if args.unsaid:
+        print(f"spoken and mixed queries end with words no line says: {args.unsaid!r}")
+    options = {"k": args.k, "weights": weights, "powers": powers, "unsaid": args.unsaid}
+    results = {"test set": run_set(args.out / "test-set", model, **options, **TEST_SET)}
     larger = []
     for seed in range(1, args.sets + 1):
-        larger += run_set(args.out / f"set-{seed}", model, videos=args.videos, per_kind=args.per_kind, seed=seed, k=args.k,
-                          weights=weights)
+        larger += run_set(args.out / f"set-{seed}", model, videos=args.videos, per_kind=args.per_kind, seed=seed, **options)
     results[f"{args.sets} sets of {args.videos} videos"] = larger
     (args.out / "ranks.json").write_text(json.dumps(results, indent=1))
     for title, rows in results.items():
