@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -199,20 +200,27 @@ def write_video(
     path: str | os.PathLike[str],
     scenes: list[Scene],
     *,
-    scene_seconds: float = 8.0,
+    scene_seconds: float | Sequence[float] = 8.0,
     fps: float = 4.0,
     size: int = 128,
     seed: int = 0,
 ) -> list[dict]:
     """Encode ``scenes`` back to back as one H.264 mp4; return one manifest row per scene.
 
-    Each scene lasts round(scene_seconds * fps) frames; rows hold the actual boundaries
-    in seconds, which tile the video exactly.
+    ``scene_seconds`` is every scene's length, or a list of one length per scene (scenes of
+    different lengths). Scene k lasts round(seconds_k * fps) frames; rows hold the actual
+    boundaries in seconds, which tile the video exactly.
     """
     if not scenes:
         raise ValueError("a video needs at least one scene")
     _check_size(size)
-    n = _frame_count(scene_seconds, fps)
+    if np.ndim(scene_seconds) == 0:
+        lengths = [float(scene_seconds)] * len(scenes)
+    else:
+        lengths = [float(s) for s in scene_seconds]
+        if len(lengths) != len(scenes):
+            raise ValueError(f"scene_seconds has {len(lengths)} lengths for {len(scenes)} scenes")
+    counts = [_frame_count(seconds, fps) for seconds in lengths]
     rate = Fraction(fps).limit_denominator(1001)
     rng = np.random.default_rng(seed)
     # Convert to yuv420p ourselves, single-threaded with accurate, bit-exact rounding.
@@ -224,13 +232,14 @@ def write_video(
         stream.width = size
         stream.height = size
         stream.pix_fmt = "yuv420p"
-        stream.codec_context.gop_size = n
+        stream.codec_context.gop_size = max(counts)
         # One thread is faster at these sizes; without lookahead / mb-tree, x264 (as bundled with
         # PyAV 18) gives byte-identical output run after run, which it otherwise occasionally does not.
         stream.options = {"crf": "18", "preset": "veryfast", "threads": "1", "x264-params": "rc-lookahead=0:mbtree=0"}
         index = 0
-        for k, scene in enumerate(scenes):
-            for rgb in render_frames(scene, seconds=scene_seconds, fps=fps, size=size, rng=rng):
+        for scene, seconds in zip(scenes, lengths):
+            first = index
+            for rgb in render_frames(scene, seconds=seconds, fps=fps, size=size, rng=rng):
                 frame = reformatter.reformat(
                     av.VideoFrame.from_ndarray(rgb, format="rgb24"), format="yuv420p", interpolation=interpolation, threads=1
                 )
@@ -241,8 +250,8 @@ def write_video(
             rows.append(
                 {
                     "video": str(path),
-                    "start": round(k * n / float(rate), 6),
-                    "end": round((k + 1) * n / float(rate), 6),
+                    "start": round(first / float(rate), 6),
+                    "end": round(index / float(rate), 6),
                     "caption": scene.caption,
                 }
             )
