@@ -195,7 +195,7 @@ def job_events(job: Job) -> Iterator[Event]:
     return decode_span(job) if isinstance(job, SpanJob) else decode_job(job)
 
 
-def decode_all(jobs: Iterable[Job], *, workers: int, depth: int, start_method: str | None = None) -> Iterator[Event]:
+def decode_all(jobs: Iterable[Job], *, workers: int, depth: int) -> Iterator[Event]:
     """Events of all jobs. Each file's events arrive in order; files interleave when workers > 1.
 
     `jobs` may be a lazy iterator: it is read one job ahead of the workers, in a thread of this process.
@@ -204,15 +204,11 @@ def decode_all(jobs: Iterable[Job], *, workers: int, depth: int, start_method: s
     `depth` events wait here (and one more per worker, being sent), so memory stays bounded whatever the
     video length. A worker that dies (a decoder crash, the OOM killer) costs only the file it held: that file
     gets Finished(error="decoder crashed: ...") and a new worker takes the remaining files.
-
-    Workers are forked on Linux (they start at once), else spawned; `start_method` "spawn" asks for a fresh
-    interpreter anyway, as a worker that may start CUDA must be (CUDA cannot be used in a child forked after the
-    parent started it).
     """
     if workers == 0:
         yield from prefetch((event for job in jobs for event in job_events(job)), depth=depth)
         return
-    pool = _Pool(jobs, workers=workers, depth=depth, start_method=start_method)
+    pool = _Pool(jobs, workers=workers, depth=depth)
     try:
         yield from pool.events()
     finally:
@@ -243,9 +239,9 @@ class _Pool:
     multiprocessing.Queue can be left locked by a dead writer). A thread here hands out jobs one at a time, reads
     events into a queue while at most `depth` are waiting, notices dead workers and replaces them."""
 
-    def __init__(self, jobs: Iterable[Job], *, workers: int, depth: int, start_method: str | None = None):
+    def __init__(self, jobs: Iterable[Job], *, workers: int, depth: int):
         # fork, as PyTorch's DataLoader does on Linux: workers start at once and only touch PyAV and numpy.
-        self.context = multiprocessing.get_context(start_method or ("fork" if sys.platform == "linux" else "spawn"))
+        self.context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
         self.jobs = iter(jobs)  # read by the pool thread only, one job ahead (`todo`), so it may be lazy
         self.todo: deque = deque()
         self.ready: queue.Queue = queue.Queue()  # events, then _DONE or an exception

@@ -151,7 +151,7 @@ class Indexer:
                 index.db.set_setting(SPEECH, engine_name)
         else:
             engine_name = index.db.get_setting(SPEECH)
-        self.text = TextReader(engine_name, workers=workers)
+        self.text = TextReader(engine_name)
         self.sidecars = Sidecars()
 
     @property

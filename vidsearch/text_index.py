@@ -111,14 +111,13 @@ def record(text, stamp: dict) -> VideoTextRecord:
 
 
 class TextReader:
-    """Reads videos' text in a worker process (a thread with `workers=0`), in the order asked, so that subtitle and
-    audio decoders that crash cost only that file's text, and speech recognition overlaps video decoding and
-    encoding. The worker is spawned, not forked: a speech engine may start CUDA, which a fork of this process
-    (where the encoder started it) could not."""
+    """Reads videos' text in a background thread, in the order asked, so that speech recognition overlaps video
+    decoding and encoding. (decode_workers can read text in a worker process, TextJob, which would survive a
+    crashing subtitle or audio decoder; indexing does not use that yet: a second forked pool beside the decode
+    workers could hang the exit after SIGTERM.)"""
 
-    def __init__(self, speech: str | None, *, workers: int = 1):
+    def __init__(self, speech: str | None):
         self.speech = speech
-        self.workers = min(workers, 1)
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._futures: dict[int, tuple[Future, Path, frozenset[str]]] = {}
         self._thread: threading.Thread | None = None
@@ -144,7 +143,7 @@ class TextReader:
         return self.submit(video, kinds).result()
 
     def close(self) -> None:
-        """Let the worker go once the texts asked for are read (after a failed or interrupted run, the process's
+        """Let the thread go once the texts asked for are read (after a failed or interrupted run, the process's
         exit stops it instead: this would wait for a transcription to end)."""
         if self._thread is not None:
             self._jobs.put(None)
@@ -158,23 +157,15 @@ class TextReader:
     def _run(self) -> None:
         read: dict[int, object] = {}
         try:
-            for event in decode_all(self._feed(), workers=self.workers, depth=4, start_method="spawn"):
+            for event in decode_all(self._feed(), workers=0, depth=4):
                 if isinstance(event, TextRead):
                     read[event.key] = event.text
                 elif isinstance(event, Finished):
-                    future, video, kinds = self._futures[event.key]
-                    text = read.pop(event.key, None) or self._crashed(kinds, event.error)
+                    future, _, _ = self._futures[event.key]
                     crash_point("text-read")
-                    future.set_result(text)
+                    future.set_result(read.pop(event.key))
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for a text, which raises it
             self._failed = exc
             for future, _, _ in self._futures.values():
                 if not future.done():
                     future.set_exception(exc)
-
-    def _crashed(self, kinds: frozenset[str], error: str | None):
-        """The text of a file whose reader died: one problem per kind of source asked for."""
-        from .text_sources import TextProblem, VideoText
-
-        sources = [f"speech:{self.speech}" if k == "speech" else k for k in sorted(kinds) if k != "speech" or self.speech]
-        return VideoText(problems=[TextProblem(source, error or "the text reader stopped") for source in sources])

@@ -98,6 +98,8 @@ def _fts_problems(index: IndexDir) -> list[str]:
     try:
         index.db.db.execute("INSERT INTO transcripts_fts(transcripts_fts, rank) VALUES ('integrity-check', 1)")
     except sqlite3.DatabaseError as exc:
+        if "readonly" in str(exc):  # FTS5 checks through a write command: a read-only index cannot run it
+            return []
         return [f"{exc} (`verify --repair` rebuilds it from the transcripts)"]
     return []
 
