@@ -39,5 +39,5 @@ def trained_tiny(synthetic, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained") / "tiny-ckpt"
     proc = run_cli("train", str(train), "--out", str(out), "--model", "tiny", "--frames", "8", "--steps", "150",
                    "--batch-size", "32", "--lr", "1e-3", "--checkpoint-every", "50", "--val", str(test), "--json",
-                   "--device", "cpu")
+                   "--device", "cpu", timeout=1200)  # each pytest worker trains its own: slow when both cores are busy
     return out, json.loads(proc.stdout)
