@@ -268,6 +268,7 @@ def query(
     as_json: JsonOption = False,
 ) -> None:
     """Search the index and print the best-matching moments (file, start-end, score), best first."""
+    from .answers import check_query_options, search_moments
     from .report import as_json as json_result
     from .report import table
     from .search import Searcher
@@ -275,12 +276,9 @@ def query(
 
     words = " ".join(text or [])
     terms = parse_sequence(words, image or [])
-    if k < 1:
-        raise UsageError("-k must be at least 1")
+    check_query_options(k=k, min_score=min_score)
     if open_hit is not None and not 1 <= open_hit <= k:
         raise UsageError(f"--open must be between 1 and -k ({k})")
-    if min_score is not None and not -1.0 <= min_score <= 1.0:  # also refuses nan
-        raise UsageError(f"--min-score must be a cosine similarity between -1 and 1, got {min_score}")
     for picture in image or []:
         _check_image(picture)
     if html is not None and (html.is_dir() or not html.parent.is_dir()):
@@ -289,13 +287,8 @@ def query(
         raise UsageError(f"--thumbnails {thumbnails}: is a file; give a folder (it is made if missing)")
     idx = open_index(index_dir)
     searcher = Searcher(idx, device=device.value)
-    chosen = {searcher.resolve_mode(mode.value, part) for part in terms}.pop()
-    if not image and chosen != "speech":
-        import torch
-
-        torch.set_num_threads(1)  # one short text: more threads gain nothing, and lose a lot when the cores are busy
-    moments = searcher.search(terms, k=k, group_by=group_by.value, paths=path or [], min_score=min_score, mode=chosen,
-                              scale=scale.value)
+    moments = search_moments(searcher, terms, k=k, group_by=group_by.value, paths=path or [], min_score=min_score,
+                             mode=mode.value, scale=scale.value)
     written: dict[str, str] = {}
     if thumbnails is not None:
         from .thumbnails import write_thumbnails
@@ -454,25 +447,21 @@ def models(as_json: JsonOption = False) -> None:
 def status(index_dir: IndexOption = None, as_json: JsonOption = False) -> None:
     """Show what an index holds: videos (indexed, partial, failed), segments, text (subtitle and transcript
     lines, by kind of source), model, index type and size on disk. `vidsearch ls` lists the files."""
+    from .answers import status_info
     from .report import clock
 
     idx = open_index(index_dir)
-    stats = idx.db.stats()
-    store = idx.vectors(search_only=True)
-    size = sum(f.stat().st_size for f in idx.path.iterdir() if f.is_file() and f.exists())
-    info = {"index": str(idx.path), **stats, "model": idx.db.get_setting("model"),
-            "settings": idx.db.get_setting("settings"), "index_type": store.kind, "vectors": store.count,
-            "bytes": size, "failures": idx.db.failures(), "partials": idx.db.partials(),
-            "text": {**idx.db.text_stats(), "speech": idx.db.get_setting("speech")}}
+    info = status_info(idx)
     if as_json:
         typer.echo(json.dumps(info))
         return
+    stats, store_kind, size = info, info["index_type"], info["bytes"]  # the totals are at the top level
     model, text = info["model"] or {}, info["text"]
     kinds = ", ".join(f"{kind} {count}" for kind, count in text["sources"].items())
     typer.echo(f"index     {info['index']}\n"
                f"videos    {stats['indexed']} indexed, {stats['partial']} partial, {stats['failed']} failed "
                f"({clock(stats['seconds'])} of video)\n"
-               f"segments  {stats['segments']} ({stats['windows']} windows), {store.kind} with {store.count} vectors\n"
+               f"segments  {stats['segments']} ({stats['windows']} windows), {store_kind} with {info['vectors']} vectors\n"
                f"text      {text['lines']} lines in {text['videos']} videos ({kinds or 'no subtitles or speech'}); "
                f"speech {text['speech'] or 'off'}\n"
                f"model     {model.get('spec', '-')} ({model.get('fingerprint', '-')})\n"
@@ -700,6 +689,63 @@ def eval_moments(
             typer.echo(f"{name:<{width}}  " + "  ".join(f"{values[key]:8.3f}" for key in METRIC_KEYS))
         typer.echo(f"{result['queries']} queries")
     _finished_read_only.set()
+
+
+@app.command()
+@user_errors
+def serve(
+    index_dir: IndexOption = None,
+    host: Annotated[str, typer.Option(
+        "--host", help="Address to listen on. Any other than loopback (127.0.0.1, ::1, localhost) needs a token.")]
+        = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free one).")] = 8765,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")] = False,
+    token: Annotated[Optional[str], typer.Option(
+        "--token", metavar="TOKEN", envvar="VIDSEARCH_TOKEN", help="Require this token on every request (header "
+        "`Authorization: Bearer TOKEN`, or the cookie the printed login URL sets) [default: none on loopback; "
+        "off loopback, a random one, printed].", show_default=False)] = None,
+    device: DeviceOption = Device.auto,
+) -> None:
+    """Serve a search page and a JSON API over the index, with the model kept loaded: the page searches as `query`
+    does and plays moments in place; `GET /api/search?q=...` answers with `query --json`'s JSON and `GET /api/status`
+    with `status --json`'s. An `index` run meanwhile is picked up by the next search. Stop with Ctrl-C."""
+    import secrets
+    import socket
+
+    from .serve import create_app, is_loopback, run
+
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {port}")
+    if token is not None and len(token) < 16:
+        raise UsageError("--token must be at least 16 characters (or leave it out to get a random one)")
+    generated = token is None and not is_loopback(host)
+    token = secrets.token_urlsafe(24) if generated else token
+    login = secrets.token_urlsafe(16) if token else None
+    _opened["path"] = Path(index_dir or _default_index())
+    application = create_app(_opened["path"], token=token, login_code=login, device=device.value, note=note, warm=True)
+    shown = host if host not in ("0.0.0.0", "::", "[::]") else socket.gethostname()
+    shown = f"[{shown}]" if ":" in shown and not shown.startswith("[") else shown
+
+    def ready(bound: int) -> None:
+        url = f"http://{shown}:{bound}/"
+        typer.echo(f"serving {application.app.state.live.path} at {url}")
+        if token:
+            typer.echo(f"open {url}?login={login} (works once: it sets a cookie in that browser)")
+            if generated:
+                typer.echo(f"token {token} (API clients send the header `Authorization: Bearer TOKEN`)")
+        sys.stdout.flush()
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(f"{url}?login={login}" if token else url)
+
+    run(application, host=host, port=port, ready=ready)
+
+
+def _default_index() -> Path:
+    from .indexdir import default_index_dir
+
+    return default_index_dir()
 
 
 def main() -> None:
