@@ -6,6 +6,7 @@
 const $ = (id) => document.getElementById(id);
 let imageFile = null; // the image of the current query by example, if any
 let searchCount = 0; // to drop answers that arrive after a newer search started
+let lastAsked = null; // the options of the last search, so a filter's change event does not repeat it
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -49,6 +50,7 @@ function options() {
   params.set("k", $("k").value || "12");
   for (const glob of $("path").value.split(/\s*,\s*/)) if (glob) params.append("path", glob);
   if ($("group").checked) params.set("group_by", "video");
+  if ($("mode").value !== "auto") params.set("mode", $("mode").value);
   if ($("min-score").value !== "") params.set("min_score", $("min-score").value);
   return params;
 }
@@ -59,6 +61,7 @@ function fromURL() {
   if (params.get("k")) $("k").value = params.get("k");
   $("path").value = params.getAll("path").join(", ");
   $("group").checked = params.get("group_by") === "video";
+  $("mode").value = ["visual", "speech", "both"].includes(params.get("mode")) ? params.get("mode") : "auto";
   $("min-score").value = params.get("min_score") || "";
   return Boolean(params.get("q"));
 }
@@ -73,6 +76,7 @@ async function search({ push = true } = {}) {
     const url = `${location.pathname}?${params}`;
     if (url !== location.pathname + location.search) history.pushState(null, "", url);
   }
+  lastAsked = params.toString();
   const mine = ++searchCount;
   say("searching…");
   let response;
@@ -265,12 +269,12 @@ async function refreshStatus() {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("search").addEventListener("submit", (event) => { event.preventDefault(); search(); });
-  $("image").addEventListener("change", (event) => useImage(event.target.files[0]));
-  for (const id of ["group", "min-score", "k"]) $(id).addEventListener("change", () => search());
+  $("image").addEventListener("change", (event) => { lastAsked = null; useImage(event.target.files[0]); });
+  const changed = () => { if (options().toString() !== lastAsked) search(); };
+  for (const id of ["group", "mode", "min-score", "k", "path"]) $(id).addEventListener("change", changed);
   for (const id of ["path", "min-score", "k"]) {
     $(id).addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); search(); } });
   }
-  $("path").addEventListener("change", () => search());
   window.addEventListener("popstate", () => { if (fromURL()) search({ push: false }); });
   refreshStatus();
   setInterval(refreshStatus, 15000);
