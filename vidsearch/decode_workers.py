@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadVideo
-from .faults import crash_point
+from .faults import KILL_AT, crash_point
 from .prefetch import prefetch
 from .windows import chunked
 
@@ -240,8 +240,7 @@ class _Pool:
     events into a queue while at most `depth` are waiting, notices dead workers and replaces them."""
 
     def __init__(self, jobs: Iterable[Job], *, workers: int, depth: int):
-        # fork, as PyTorch's DataLoader does on Linux: workers start at once and only touch PyAV and numpy.
-        self.context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        self.context = _worker_context()
         self.jobs = iter(jobs)  # read by the pool thread only, one job ahead (`todo`), so it may be lazy
         self.todo: deque = deque()
         self.ready: queue.Queue = queue.Queue()  # events, then _DONE or an exception
@@ -277,9 +276,9 @@ class _Pool:
     def _run(self, workers: int) -> None:
         try:
             if hasattr(signal, "pthread_sigmask"):
-                # Workers forked from this thread start with SIGINT/SIGTERM blocked until they ignore them, so a
-                # Ctrl-C right then cannot kill one. This thread never handles signals anyway (Python does that
-                # on the main thread).
+                # The fork server, started from this thread, and the workers it forks keep SIGINT/SIGTERM blocked
+                # until they ignore them, so a Ctrl-C right then cannot kill one. This thread never handles
+                # signals anyway (Python does that on the main thread).
                 signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
             for _ in range(workers):
                 if not self._more():  # no more workers than jobs
@@ -312,7 +311,8 @@ class _Pool:
             if self.stopping.is_set():
                 return None
             ours, theirs = self.context.Pipe()
-            process = self.context.Process(target=_work, args=(theirs, os.getpid()), name="vidsearch-decode", daemon=True)
+            process = self.context.Process(target=_work, args=(theirs, os.environ.get(KILL_AT)), name="vidsearch-decode",
+                                           daemon=True)
             process.start()
             theirs.close()  # the worker's copy is its only one, so its death reads as end-of-file here
             slot = _Slot(process, ours)
@@ -381,18 +381,35 @@ def _death(exitcode: int) -> str:
     return f"decoder crashed: exit code {exitcode}"
 
 
-def _work(conn, parent: int) -> None:
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Workers come from a fork server on Linux: a clean single-threaded process that has imported this module, so
+    starting one is a cheap fork that cannot inherit a lock held by another thread of the indexer (a plain fork while
+    the text reader was inside PyAV's imports left the worker waiting for that lock for ever)."""
+    if sys.platform != "linux":
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, f"{__package__}.frames"])  # PyAV, imported once
+    return context
+
+
+def _work(conn, kill_at: str | None) -> None:
     """A decode worker: take jobs from the pipe until None, send their events back one by one.
 
-    Ctrl-C and SIGTERM are for the parent, which stops the workers itself; the kernel kills this worker when the
-    thread that started it ends (the parent's pool thread, or the whole parent), whatever it is doing."""
+    Ctrl-C and SIGTERM are for the parent, which stops the workers itself. The kernel kills this worker when the
+    process that forked it ends (the fork server, which ends with the parent), whatever it is doing. `kill_at` is
+    the parent's fault point (a fork server started earlier holds an older environment)."""
     for signum in _STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    if kill_at:
+        os.environ[KILL_AT] = kill_at
+    else:
+        os.environ.pop(KILL_AT, None)
     if sys.platform == "linux":
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before prctl took effect
+        parent = multiprocessing.parent_process()
+        if parent is not None and not parent.is_alive():  # the parent died before prctl took effect
             return
     try:
         while (job := conn.recv()) is not None:
