@@ -9,7 +9,7 @@ from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- cli-reference: start -->", "<!-- cli-reference: end -->"
-COMMANDS = ["index", "query", "status", "ls", "remove", "verify", "models", "pairs", "train", "eval", "eval-moments"]
+COMMANDS = ["index", "query", "status", "ls", "remove", "verify", "models", "pairs", "train", "eval", "eval-moments", "serve"]
 
 
 def help_text(*args: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 from cli_helpers import run_cli, run_json
 from media import write_bad_files, write_video
 
-COMMANDS = ["index", "query", "models", "status", "ls", "remove", "verify", "pairs", "train", "eval", "eval-moments"]
+COMMANDS = ["index", "query", "models", "status", "ls", "remove", "verify", "pairs", "train", "eval", "eval-moments", "serve"]
 
 
 @pytest.fixture(scope="module")
