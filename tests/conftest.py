@@ -30,14 +30,25 @@ def synthetic(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained_tiny(synthetic, tmp_path_factory):
-    """The tiny model trained for a few CPU-seconds through the real CLI; returns (checkpoint, summary)."""
+    """The tiny model trained for a few CPU-seconds through the real CLI; returns (checkpoint, summary).
+
+    Trained once per test run: the first pytest worker to need it trains it in the folder all workers share, the
+    others wait for it (the synthetic sets are made from fixed seeds, so every worker's copy is the same)."""
     import json
+    import os
 
     from cli_helpers import run_cli
+    from filelock import FileLock
 
-    train, test = synthetic
-    out = tmp_path_factory.mktemp("trained") / "tiny-ckpt"
-    proc = run_cli("train", str(train), "--out", str(out), "--model", "tiny", "--frames", "8", "--steps", "150",
-                   "--batch-size", "32", "--lr", "1e-3", "--checkpoint-every", "50", "--val", str(test), "--json",
-                   "--device", "cpu", timeout=1200)  # each pytest worker trains its own: slow when both cores are busy
-    return out, json.loads(proc.stdout)
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out, summary = shared / "trained" / "tiny-ckpt", shared / "trained" / "summary.json"
+    out.parent.mkdir(exist_ok=True)
+    with FileLock(str(shared / "trained.lock")):
+        if not summary.exists():
+            train, test = synthetic
+            proc = run_cli("train", str(train), "--out", str(out), "--model", "tiny", "--frames", "8", "--steps", "150",
+                           "--batch-size", "32", "--lr", "1e-3", "--checkpoint-every", "50", "--val", str(test),
+                           "--json", "--device", "cpu", timeout=1200)
+            summary.write_text(proc.stdout)
+    return out, json.loads(summary.read_text())

@@ -67,13 +67,13 @@ def test_the_trained_model_finds_the_right_moment(trained_tiny, synthetic, tmp_p
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-RESUMABLE = ["--model", "tiny", "--frames", "8", "--steps", "30", "--batch-size", "16", "--lr", "1e-3",
+RESUMABLE = ["--model", "tiny", "--frames", "4", "--steps", "18", "--batch-size", "8", "--lr", "1e-3",
              "--checkpoint-every", "5", "--device", "cpu", "--log-every", "1"]
 
 
 @pytest.fixture(scope="module")
 def whole_run(synthetic, tmp_path_factory):
-    """The loss curve of a 30-step run that nothing interrupts."""
+    """The loss curve of a 18-step run that nothing interrupts."""
     out = tmp_path_factory.mktemp("whole") / "ckpt"
     run_cli("train", str(synthetic[0]), *RESUMABLE, "--out", str(out))
     return losses(out)
@@ -93,8 +93,8 @@ def test_resume_after_a_kill_retraces_the_uninterrupted_run(synthetic, whole_run
     killed_run(synthetic[0], killed, "train-step@12", "--log-every", "3", "--workers", "2")
     assert _checkpoint_step(killed) == 10 and [line["step"] for line in log(killed)] == [3, 6, 9]  # the checkpoint at 10
     summary = json.loads(run_cli("train", str(synthetic[0]), "--out", str(killed), "--resume", "--json").stdout)
-    assert summary["step"] == 30
-    assert [line["step"] for line in log(killed)] == list(range(3, 31, 3))  # the saved --log-every, in step with before
+    assert summary["step"] == 18
+    assert [line["step"] for line in log(killed)] == list(range(3, 19, 3))  # the saved --log-every, in step with before
     assert losses(killed) == pytest.approx(whole_run[2::3], abs=1e-4)
 
 
@@ -108,7 +108,7 @@ def test_a_kill_while_swapping_checkpoints_loses_nothing_and_resume_puts_it_back
     assert proc.stderr.count("\n") == 1 and str(old) in proc.stderr  # a reader says where the checkpoint is
     assert not killed.exists()
     summary = json.loads(run_cli("train", str(synthetic[0]), "--out", str(killed), "--resume", "--json").stdout)
-    assert summary["step"] == 30
+    assert summary["step"] == 18
     assert losses(killed) == pytest.approx(whole_run, abs=1e-4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["killed"]  # no .old or temporary folder left
 
