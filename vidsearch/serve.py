@@ -198,7 +198,7 @@ def create_app(index_dir: Path, *, token: str | None = None, login_code: str | N
         with live.reading():
             moments = search_moments(live.searcher(), terms, k=options["k"], group_by=options["group_by"],
                                      paths=options["paths"], min_score=options["min_score"], mode=options["mode"],
-                                     scale=options["scale"], one_thread=False)  # searches take turns: use every core
+                                     scale=options["scale"])  # one torch thread, as `query`: see bench/RESULTS.md
         return as_json(options["text"], moments, {})
 
     async def answer(work: Callable[[], dict]) -> Response:
