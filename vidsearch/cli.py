@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sqlite3
@@ -151,6 +152,15 @@ def index(
                                                "what it was built with (otherwise that is refused).")] = False,
     retry_failed: Annotated[bool, typer.Option(help="Try again files that failed before and have not changed.")]
         = False,
+    ray: Annotated[Optional[str], typer.Option(
+        "--ray", metavar="[ADDRESS]",
+        help="Decode and encode on a Ray cluster (`pip install 'vidsearch[ray]'`); this process still does all the "
+             "writing. Alone (after the paths, or --ray=local) it starts a local Ray; `auto` joins the cluster "
+             "`ray start --head` runs on this machine; HOST:PORT or ray://HOST:PORT another one. See README: "
+             "Indexing on a cluster.", show_default=False)] = None,
+    ray_unit: Annotated[float, typer.Option(
+        "--ray-unit", metavar="SECONDS", help="With --ray: seconds of video per work unit (rounded to whole "
+        "windows), so a long file spreads over many workers.")] = 120.0,
     as_json: JsonOption = False,
 ) -> None:
     """Index videos: decode, encode and store them with their subtitles (and, with --speech, what is said).
@@ -173,13 +183,23 @@ def index(
     where = ", ".join(str(p) for p in paths)
     check_options(model=model, fps=fps, window=window, segment=segment, keep_ratio=keep_ratio, workers=workers,
                   batch=batch, speech=speech)
+    if ray is not None and importlib.util.find_spec("ray") is None:
+        raise UsageError("--ray needs Ray: pip install 'vidsearch[ray]'")
+    if ray is not None and (Path(ray).expanduser().exists() or ray_unit <= 0):
+        raise UsageError(f"--ray took {ray!r} as its address; put --ray after the paths, or write --ray=ADDRESS"
+                         if ray_unit > 0 else "--ray-unit must be more than 0 seconds")
     if not files and not (Path(index_dir or default_index_dir()) / DB_FILE).is_file():
         raise VidsearchError(f"no videos found under {where} (looked for {' '.join(sorted(VIDEO_EXTENSIONS))})")
     idx = open_index(index_dir, create=True)
     idx.lock_for_writing()
-    indexer = Indexer(idx, model=model, device=device.value, fps=fps, window=window, segment=segment,
-                      keep_ratio=keep_ratio, deblock=deblock, speech=speech, reindex=reindex, workers=workers,
-                      compile=compile, batch=batch)
+    options = dict(model=model, device=device.value, fps=fps, window=window, segment=segment, keep_ratio=keep_ratio,
+                   deblock=deblock, speech=speech, reindex=reindex, workers=workers, compile=compile, batch=batch)
+    if ray is None:
+        indexer = Indexer(idx, **options)
+    else:
+        from .ray_index import RayIndexer
+
+        indexer = RayIndexer(idx, address=None if ray == "local" else ray, unit_seconds=ray_unit, **options)
     results = []
     with tqdm(total=len(files), unit="video", desc="indexing", file=sys.stderr, disable=None) as bar:
         for result in indexer.run(paths, files=files, retry_failed=retry_failed):
@@ -205,6 +225,8 @@ def index(
                "wall_seconds": round(wall, 3), "video_seconds_per_second": round(sum(r.seconds for r in results) / wall, 3),
                "failures": listed["failed"], "partials": listed["partial"], "earlier_failures": listed["earlier_failure"],
                "text_failures": [{"path": r.path, "reason": p} for r in results for p in r.text_problems]}
+    if ray is not None:  # how the cluster run went: work units sent, files redone as one unit, encoder actors
+        summary["ray"] = indexer.stats
     if as_json:
         typer.echo(json.dumps(summary))
     else:
@@ -748,11 +770,21 @@ def _default_index() -> Path:
     return default_index_dir()
 
 
+def bare_ray(args: list[str]) -> list[str]:
+    """`index ... --ray` with no address (last, or before another option) means a local Ray: `--ray=local` (typer's
+    click has no options whose value may be left out)."""
+    if "index" not in args:
+        return args
+    return [f"{a}=local" if a == "--ray" and (i + 1 == len(args) or args[i + 1].startswith("-")) else a
+            for i, a in enumerate(args)]
+
+
 def main() -> None:
     """Entry point: bad arguments become one line on stderr and exit code 2."""
     from .interrupts import install
 
     install()
+    sys.argv[1:] = bare_ray(sys.argv[1:])
     try:
         code = app(standalone_mode=False)
     except typer.Abort:

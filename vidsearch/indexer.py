@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +21,7 @@ from .text_index import KINDS, Sidecars, TextReader, kind, kinds_to_read, load_e
 from .windows import group_segments, slice_spans
 
 if TYPE_CHECKING:
-    from .decode_workers import Window
+    from .decode_workers import Finished, Window
 
 DEFAULT_MODEL = "default_model"  # the settings key of a --model given before any video was committed
 SPEECH = "speech"  # the settings key of the speech engine the index transcribes with (--speech), if any
@@ -286,15 +286,10 @@ class Indexer:
                     segments[window.key] += found
                 batch.clear()
             for event in finished:
-                path, stat, digest = files[event.key]
-                found = segments.get(event.key)
-                if event.error and not found:
-                    yield self._fail(str(path), stat.st_size, stat.st_mtime, event.error)
-                else:  # decoding that stopped part-way keeps what it got, marked partial
-                    info, text = infos[event.key], record(texts[event.key].result(), stamps[event.key])
-                    yield self._commit(path, stat, digest, info.duration, info.fps, event.frames, found, text,
-                                       partial=event.error, covered=event.covered if event.error else None)
-                segments.pop(event.key, None)
+                info = infos.get(event.key)
+                yield self.finish_file(files[event.key], info.duration if info else 0.0, info.fps if info else 0.0,
+                                       event, segments.pop(event.key, None) or [], lambda key=event.key: texts[key].result(),
+                                       stamps[event.key])
             finished.clear()
 
         for event in decode_all(jobs, workers=self.workers, depth=2 + self.workers):
@@ -313,31 +308,23 @@ class Indexer:
                     yield from encode_batch()
         yield from encode_batch()
 
+    def finish_file(self, file: tuple[Path, os.stat_result, str], duration: float, fps: float, end: Finished,
+                    segments: list[Segment], text: Callable[[], object], stamp: dict) -> FileResult:
+        """Record one file once all its windows are encoded (here or on a cluster): failed when decoding gave
+        nothing, else committed with its segments and text (`text()` waits for the text read beside), marked
+        partial when decoding stopped early."""
+        path, stat, digest = file
+        if end.error and not segments:
+            return self._fail(str(path), stat.st_size, stat.st_mtime, end.error)
+        # decoding that stopped part-way keeps what it got, marked partial
+        return self._commit(path, stat, digest, duration, fps, end.frames, segments, record(text(), stamp),
+                            partial=end.error, covered=end.covered if end.error else None)
+
     def batch_size(self, frames: int) -> int:
-        """Windows per forward pass: --batch, else the encoder's choice; 1 with token dropping, whose random
-        draw is seeded per window so that every window is encoded the same way on every run."""
-        if self.settings.keep_ratio < 1.0:
-            return 1
-        return self.batch or self.encoder.windows_per_batch(frames)
+        return windows_per_batch(self.encoder, self.settings, frames, self.batch)
 
     def encode_windows(self, windows: list[Window], durations: list[float]) -> list[list[Segment]]:
-        """Each window's segment vectors (on the fixed time grid) and its window vector, L2-normalised."""
-        if self.settings.keep_ratio < 1.0:
-            import torch
-
-            torch.manual_seed(round(windows[0].times[0] * 1000))  # dropped tokens depend only on the window
-        encoded = self.encoder.encode_clips([w.frames for w in windows], keep_ratio=self.settings.keep_ratio)
-        return [self.window_segments(w.times, slices, whole, duration)
-                for w, (slices, whole), duration in zip(windows, encoded, durations)]
-
-    def window_segments(self, times: list[float], slices: np.ndarray, whole: np.ndarray, duration: float) -> list[Segment]:
-        from .encoder import l2_normalize
-
-        spans = slice_spans(times, tubelet=self.config.tubelet_size, frame_seconds=1.0 / self.settings.fps,
-                            duration=duration)
-        found = [Segment("segment", spans[g.start][0], spans[g.stop - 1][1], l2_normalize(slices[g.start:g.stop].mean(axis=0)))
-                 for g in group_segments(spans, self.settings.segment)]
-        return [*found, Segment("window", spans[0][0], spans[-1][1], l2_normalize(whole))]
+        return encode_windows(self.encoder, self.config, self.settings, windows, durations)
 
     def _fail(self, path: str, size: int, mtime: float, reason: str) -> FileResult:
         db = self.index.db
@@ -391,6 +378,36 @@ class Indexer:
         if partial:
             return FileResult(name, "partial", partial, seconds=covered or 0.0, frames=frames, **_text_outcome(text))
         return FileResult(name, "indexed", seconds=duration, frames=frames, **_text_outcome(text))
+
+
+def windows_per_batch(encoder, settings: IndexSettings, frames: int, batch: int | None) -> int:
+    """Windows per forward pass: --batch, else the encoder's choice; 1 with token dropping, whose random
+    draw is seeded per window so that every window is encoded the same way on every run."""
+    if settings.keep_ratio < 1.0:
+        return 1
+    return batch or encoder.windows_per_batch(frames)
+
+
+def encode_windows(encoder, config, settings: IndexSettings, windows: list[Window], durations: list[float]) -> list[list[Segment]]:
+    """Each window's segment vectors (on the fixed time grid) and its window vector, L2-normalised: the same
+    wherever it runs (this process, or an encoder actor on a cluster)."""
+    if settings.keep_ratio < 1.0:
+        import torch
+
+        torch.manual_seed(round(windows[0].times[0] * 1000))  # dropped tokens depend only on the window
+    encoded = encoder.encode_clips([w.frames for w in windows], keep_ratio=settings.keep_ratio)
+    return [window_segments(w.times, slices, whole, duration, tubelet=config.tubelet_size, settings=settings)
+            for w, (slices, whole), duration in zip(windows, encoded, durations)]
+
+
+def window_segments(times: list[float], slices: np.ndarray, whole: np.ndarray, duration: float, *, tubelet: int,
+                    settings: IndexSettings) -> list[Segment]:
+    from .encoder import l2_normalize
+
+    spans = slice_spans(times, tubelet=tubelet, frame_seconds=1.0 / settings.fps, duration=duration)
+    found = [Segment("segment", spans[g.start][0], spans[g.stop - 1][1], l2_normalize(slices[g.start:g.stop].mean(axis=0)))
+             for g in group_segments(spans, settings.segment)]
+    return [*found, Segment("window", spans[0][0], spans[-1][1], l2_normalize(whole))]
 
 
 def _text_outcome(text: VideoTextRecord) -> dict[str, tuple[str, ...]]:
