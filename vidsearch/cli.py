@@ -156,7 +156,7 @@ def index(
         "--ray", metavar="[ADDRESS]",
         help="Decode and encode on a Ray cluster (`pip install 'vidsearch[ray]'`); this process still does all the "
              "writing. Alone (after the paths, or --ray=local) it starts a local Ray; `auto` joins the cluster "
-             "`ray start --head` runs on this machine; HOST:PORT or ray://HOST:PORT another one. See README: "
+             "`ray start --head` runs on this machine; HOST:PORT (its head node) another one. See README: "
              "Indexing on a cluster.", show_default=False)] = None,
     ray_unit: Annotated[float, typer.Option(
         "--ray-unit", metavar="SECONDS", help="With --ray: seconds of video per work unit (rounded to whole "

@@ -67,13 +67,13 @@ class _File:
 
 
 def unit_rows(key: int, path: Path, *, duration: float, fps: float, size: int, window: int, deblock: bool,
-              unit_seconds: float | None, round: int = 0) -> list[dict]:
+              unit_seconds: float | None, lap: int = 0) -> list[dict]:
     """A file's work units: whole windows of about `unit_seconds` each, the last open-ended; one unit when
     `unit_seconds` is None (or the file is short)."""
     per_unit = max(1, round(unit_seconds * fps / window)) * window if unit_seconds else 0
     count = max(1, math.ceil(duration * fps / per_unit - 1e-9)) if per_unit else 1
     length = per_unit / fps if per_unit else 0.0
-    return [{"key": key, "round": round, "path": str(path), "unit": u, "units": count, "start": u * length,
+    return [{"key": key, "round": lap, "path": str(path), "unit": u, "units": count, "start": u * length,
              "end": (u + 1) * length if u + 1 < count else -1.0, "fps": fps, "size": size, "window": window,
              "deblock": deblock, "duration": duration} for u in range(count)]
 
@@ -86,7 +86,8 @@ def crash_once(name: str) -> None:
     import ray
 
     context = ray.get_runtime_context()
-    marker = Path(context.get_temp_dir(), f"vidsearch-fault-{context.get_job_id()}-{name.encode().hex()}")
+    marker = Path(context.get_temp_dir(),
+                  f"vidsearch-fault-{context.get_session_name()}-{context.get_job_id()}-{name.encode().hex()}")
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
@@ -147,10 +148,14 @@ def decode_unit(unit: dict) -> Iterator[dict]:
 class EncodeActor:
     """One encoder per actor, loaded once: windows in, their segments (kinds, spans, L2-normalised vectors) out."""
 
-    def __init__(self, spec: str, device: str, settings: dict, batch: int | None):
+    def __init__(self, spec: str, device: str, settings: dict, batch: int | None, threads: int | None = None):
         from .config import IndexSettings
         from .encoder import Encoder
 
+        if threads:  # Ray sets one thread per CPU the actor holds; a CPU actor may use more, as a local run does
+            import torch
+
+            torch.set_num_threads(threads)
         self.encoder = Encoder.load(spec, device)
         self.config = self.encoder.config
         self.settings = IndexSettings(**settings)
@@ -186,13 +191,13 @@ class EncodeActor:
         return out
 
 
-def encoder_class(spec: str, device: str, settings: dict, batch: int | None) -> type:
+def encoder_class(spec: str, device: str, settings: dict, batch: int | None, threads: int | None) -> type:
     """EncodeActor with its arguments built in: Ray ships the class itself, so a restarted actor needs nothing from
     the object store."""
 
     class Encoder(EncodeActor):
         def __init__(self):
-            super().__init__(spec, device, settings, batch)
+            super().__init__(spec, device, settings, batch, threads)
 
     return Encoder
 
@@ -214,8 +219,18 @@ def connect(address: str | None) -> dict:
             ray.init(address=address, **options)
     except ConnectionError as exc:
         raise VidsearchError(f"cannot join the Ray cluster at {address}: {exc}") from None
+    import ray._private.worker as ray_worker
     import ray.data
 
+    # Ray prints the cluster's error notes ("(raylet) A worker died ...") on stdout, where `--json` goes: to stderr.
+    # (A private function: if a Ray release renames it, the notes simply stay on stdout.)
+    to_stream = getattr(ray_worker, "print_to_stdstream", None)
+    if to_stream is not None and not getattr(to_stream, "vidsearch", False):
+        def to_stderr(data, ignore_prefix):
+            to_stream({**data, "is_err": True}, ignore_prefix)
+
+        to_stderr.vidsearch = True
+        ray_worker.print_to_stdstream = to_stderr
     for handler in logging.getLogger("ray.data").handlers:  # vidsearch reports progress and failures; Ray Data still
         if not isinstance(handler, logging.FileHandler):  # logs everything to its file (ray-data.log in the session)
             handler.setLevel(logging.CRITICAL)
@@ -291,7 +306,8 @@ class RayIndexer(Indexer):
             warnings.simplefilter("ignore")
             dataset = dataset.flat_map(decode_unit, num_cpus=1, max_retries=RETRIES)
             dataset = dataset.map_batches(
-                encoder_class(self.spec, "cuda" if gpus else "cpu", self.settings.to_dict(), self.batch),
+                encoder_class(self.spec, "cuda" if gpus else "cpu", self.settings.to_dict(), self.batch,
+                              None if gpus else max(1, cpus // actors)),
                 batch_size=self.batch or (8 if gpus else 1), compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
                 num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, batch_format="numpy",
                 max_restarts=-1, max_task_retries=RETRIES)  # a dead actor is replaced and its batch retried
@@ -325,7 +341,7 @@ class RayIndexer(Indexer):
             todo[key] = file
             again += unit_rows(key, path, duration=file.duration, fps=self.settings.fps, size=self._image_size(),
                                window=self.settings.window, deblock=self.settings.deblock, unit_seconds=None,
-                               round=file.round)
+                               lap=file.round)
             return
         yield self.finish_file(file.file, file.duration, file.fps, file.finished(), file.segments(),
                                file.text.result, file.stamp)

@@ -1,0 +1,181 @@
+"""`index --ray` on a local Ray against plain `index` on this machine, and what bounds a cluster: the driver's write rate.
+
+1. Overhead: whole `vidsearch index` runs on a fresh index, plain and with --ray, on one long file (5 min) and on
+   many short ones (50 x 10 s), 854x480 H.264 30 fps, with the default model's shape (ViT-B/32, frame mixing, random
+   weights: same cost as trained ones), on the CPU. --ray is run two ways: `--ray` (starts its own local Ray, so it
+   pays Ray's start-up) and `--ray=ADDRESS` (joins a local cluster already running, as on a real cluster).
+2. The driver's ceiling: Indexer.finish_file (one SQLite transaction + the FAISS add per video, the only writes a
+   cluster run makes on the driver) fed pre-computed vectors as fast as it takes them, for videos of the long
+   file's shape; and the driver's per-file checks before anything is sent (content hash, probe).
+
+usage: python bench/ray_index.py [--long 300] [--short 50] [--short-seconds 10] [--out bench-out/ray_index]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import av
+import numpy as np
+
+VIDSEARCH = str(Path(sys.executable).with_name("vidsearch"))
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def make_video(path: Path, seconds: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30, options={"preset": "veryfast", "crf": "26"})
+        stream.width, stream.height, stream.pix_fmt = 854, 480, "yuv420p"
+        base = rng.integers(0, 255, size=(480, 854, 3), dtype=np.uint8)
+        for i in range(seconds * 30):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.roll(base, 4 * i, axis=1), format="rgb24")))
+        out.mux(stream.encode())
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def index_run(folder: Path, model_json: Path, index: Path, *ray: str) -> tuple[float, dict]:
+    """Wall seconds of one whole `vidsearch index` process on a fresh index, and its JSON summary."""
+    shutil.rmtree(index, ignore_errors=True)
+    started = time.perf_counter()
+    out = subprocess.run([VIDSEARCH, "index", str(folder), "--model", str(model_json), "--index", str(index),
+                          "--device", "cpu", "--json", *ray], check=True, capture_output=True, text=True).stdout
+    return time.perf_counter() - started, json.loads(out)
+
+
+def driver_rate(out: Path, model_json: Path, *, videos: int, seconds: int) -> dict:
+    """Videos (of `seconds` s, default settings) committed per second by Indexer.finish_file from vectors made
+    beforehand: the driver's whole share of a cluster run once the files are checked."""
+    from vidsearch.decode_workers import Finished
+    from vidsearch.encoder import l2_normalize
+    from vidsearch.indexdir import IndexDir
+    from vidsearch.indexer import Indexer
+    from vidsearch.registry import embedding_dim, resolve
+    from vidsearch.text_sources import VideoText
+
+    home = out / "driver-index"
+    shutil.rmtree(home, ignore_errors=True)
+    index = IndexDir(home, create=True)
+    index.lock_for_writing()
+    indexer = Indexer(index, model=str(model_json))
+    dim = embedding_dim(resolve(str(model_json))[0])
+    seg = indexer.settings.segment
+    window = indexer.settings.window / indexer.settings.fps
+    rng = np.random.default_rng(0)
+    from vidsearch.db import Segment
+
+    spans = [("segment", t, min(t + seg, seconds)) for t in np.arange(0, seconds, seg)]
+    spans += [("window", t, min(t + window, seconds)) for t in np.arange(0, seconds, window)]
+    made = [[Segment(level, float(a), float(b), l2_normalize(rng.standard_normal(dim).astype(np.float32)))
+             for level, a, b in spans] for _ in range(videos)]
+    dummy = out / "dummy.mp4"
+    dummy.write_bytes(b"x")
+    stat = dummy.stat()
+    started = time.perf_counter()
+    for i, segments in enumerate(made):
+        indexer.finish_file((Path(f"/videos/v{i:06d}.mp4"), stat, f"{i:032x}"), float(seconds), 30.0,
+                            Finished(0, seconds), segments, VideoText, {"sidecars": [], "speech": None})
+    commit_s = time.perf_counter() - started
+    started = time.perf_counter()
+    index.sync_vectors()  # the FAISS write at the end of a run
+    save_s = time.perf_counter() - started
+    index.close()
+    return {"videos": videos, "segments_per_video": len(spans), "commit_s": commit_s, "faiss_save_s": save_s,
+            "videos_per_s": videos / commit_s, "segments_per_s": videos * len(spans) / commit_s,
+            "video_s_per_s": videos * seconds / commit_s}
+
+
+def driver_checks(files: list[Path]) -> dict:
+    """Per-file work on the driver before a file is sent: content hash (MB/s) and probe (ms per file)."""
+    from vidsearch.frames import probe
+    from vidsearch.indexer import file_hash
+
+    size = sum(f.stat().st_size for f in files)
+    started = time.perf_counter()
+    for f in files:
+        file_hash(f)
+    hash_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for f in files:
+        probe(f)
+    probe_s = time.perf_counter() - started
+    return {"hash_mb_per_s": size / 1e6 / hash_s, "probe_ms": 1000 * probe_s / len(files), "mb_per_file": size / 1e6 / len(files)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--long", type=int, default=300, help="seconds of the long file")
+    parser.add_argument("--short", type=int, default=50, help="how many short files")
+    parser.add_argument("--short-seconds", type=int, default=10)
+    parser.add_argument("--driver-videos", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=Path("bench-out/ray_index"))
+    args = parser.parse_args()
+    import torch
+
+    import vidsearch
+    from vidsearch import registry
+
+    out = args.out.resolve()
+    long_dir, short_dir = out / f"long-{args.long}s", out / f"short-{args.short}x{args.short_seconds}s"
+    long_dir.mkdir(parents=True, exist_ok=True)
+    short_dir.mkdir(parents=True, exist_ok=True)
+    if not (long_dir / "long.mp4").is_file():
+        make_video(long_dir / "long.mp4", args.long, 0)
+    for i in range(args.short):
+        if not (short_dir / f"s{i:03d}.mp4").is_file():
+            make_video(short_dir / f"s{i:03d}.mp4", args.short_seconds, i + 1)
+    config = replace(registry.resolve("clip-b32")[0], name="clip-b32-random", pretrained=None)
+    model_json = out / "clip-b32-random.json"
+    config.save(model_json)
+
+    load_before = load()
+    bench_started = time.perf_counter()
+    rows = []
+    head = subprocess.run([RAY, "start", "--head", "--num-cpus", str(os.cpu_count()), "--include-dashboard=false",
+                           "--port", "0", "--disable-usage-stats"], check=True, capture_output=True, text=True)
+    address = next(line.split("'")[1] for line in head.stdout.splitlines() if "ray start --address=" in line)
+    try:
+        for name, folder in (("5-min file" if args.long == 300 else f"{args.long} s file", long_dir),
+                             (f"{args.short} x {args.short_seconds} s files", short_dir)):
+            plain_s, plain = index_run(folder, model_json, out / "index-plain")
+            joined_s, joined = index_run(folder, model_json, out / "index-joined", f"--ray={address}")
+            rows.append({"input": name, "video_s": plain["video_seconds"], "plain": plain_s, "joined": joined_s,
+                         "units": joined["ray"]["units"], "redone": joined["ray"]["redone"]})
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True)
+    for row, folder in zip(rows, (long_dir, short_dir)):  # --ray alone: its own Ray, started and stopped in the run
+        row["own"], _ = index_run(folder, model_json, out / "index-own", "--ray")
+    checks = driver_checks(sorted(short_dir.glob("*.mp4")) + [long_dir / "long.mp4"])
+    driver = driver_rate(out, model_json, videos=args.driver_videos, seconds=args.long)
+    total = time.perf_counter() - bench_started
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; load average (1/5/15 min) "
+          f"{load_before} before, {load()} after; vidsearch from {Path(vidsearch.__file__).parent}; {total:.0f} s in all\n")
+    print("| input | video s | plain `index` s | `--ray=ADDRESS` (warm local cluster) s | ratio | `--ray` (own Ray) s | "
+          "ratio | units | redone |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['input']} | {r['video_s']:.0f} | {r['plain']:.1f} | {r['joined']:.1f} | {r['joined'] / r['plain']:.2f}x "
+              f"| {r['own']:.1f} | {r['own'] / r['plain']:.2f}x | {r['units']} | {r['redone']} |")
+    print(f"\ndriver checks per new file: content hash {checks['hash_mb_per_s']:.0f} MB/s, probe {checks['probe_ms']:.1f} "
+          f"ms (files of {checks['mb_per_file']:.1f} MB)")
+    print(f"driver writes: {driver['videos']} videos of {args.long} s ({driver['segments_per_video']} vectors each) "
+          f"committed in {driver['commit_s']:.2f} s: {driver['videos_per_s']:.1f} videos/s, "
+          f"{driver['segments_per_s']:.0f} vectors/s, {driver['video_s_per_s']:.0f} video-s/s; final FAISS save "
+          f"{driver['faiss_save_s']:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
