@@ -132,13 +132,6 @@ def eval_moments(queries: Path, home: Path, flags: list[str]) -> tuple[dict, flo
     return json.loads(proc.stdout), time.perf_counter() - started
 
 
-def write_quoted(queries: Path, out: Path) -> Path:
-    """The queries file with every query quoted whole (see Search)."""
-    lines = [json.loads(line) for line in queries.read_text(encoding="utf-8").splitlines()]
-    out.write_text("".join(json.dumps({**line, "query": '"' + line["query"] + '"'}) + "\n" for line in lines), encoding="utf-8")
-    return out
-
-
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -193,7 +186,7 @@ def main() -> None:
     folder = args.out / f"set-{args.videos}-{args.seed}"
     labelled = build_long_form_set(folder / "videos", videos=args.videos, seed=args.seed)
     queries = {True: labelled.write_queries(folder / "queries.jsonl")}
-    queries[False] = write_quoted(queries[True], folder / "queries-quoted.jsonl")
+    queries[False] = labelled.write_queries(folder / "queries-quoted.jsonl", quoted=True)
     labelled.save(folder / "labels.json")
     scenes = [s for spans in labelled.scenes.values() for s in spans]
     counts = Counter(q.kind for q in labelled.queries)

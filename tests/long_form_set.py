@@ -111,9 +111,11 @@ class LongFormSet:
         return [{"query": q.text, "video": self.path(t.video), "start": t.start, "end": t.end, "kind": q.kind}
                 for q in self.queries for t in q.truths]
 
-    def write_queries(self, path: Path) -> Path:
-        """query_lines as the JSONL file `vidsearch eval-moments` reads, video paths relative to its folder."""
-        return _write_jsonl(path, [{**line, "video": _relative(line["video"], path)} for line in self.query_lines()])
+    def write_queries(self, path: Path, *, quoted: bool = False) -> Path:
+        """query_lines as the JSONL file `vidsearch eval-moments` reads, video paths relative to its folder. `quoted`
+        quotes every query whole: "A, then B" is then searched as one text (quotes are not sent to the encoder)."""
+        return _write_jsonl(path, [{**line, "video": _relative(line["video"], path),
+                                    "query": f'"{line["query"]}"' if quoted else line["query"]} for line in self.query_lines()])
 
     def save(self, out: Path) -> None:
         """The labels as JSON, for a reader who wants to check them."""

@@ -212,3 +212,14 @@ def test_eval_moments_on_the_set_finds_single_scenes_well_above_chance(trained_t
     # span that a top hit grown from 4-s segments must cover at IoU 0.5.
     assert single["R@5@0.5"] >= chance[5] + 0.3, (single, chance)
     assert single["R@1@0.5"] >= chance[1] + 0.05, (single, chance)
+    # Multi-scale search (--scale auto) against segments alone, every query searched as one text ("A, then B" too).
+    quoted = labelled.write_queries(tmp_path / "quoted.jsonl", quoted=True)
+    by_scale = {scale: run_json("eval-moments", str(quoted), "--index", str(home), "--mode", "visual", "--scale", scale)
+                for scale in ("segment", "auto")}
+    segment, auto = (by_scale[s]["by_kind"] for s in ("segment", "auto"))
+    # Measured with this fixture's model, segment -> auto: single R@1 0.136 -> 0.227 and R@5 0.591 -> 0.591 (22 queries);
+    # sequence R@1 0.05 -> 0.25 and mean IoU 0.077 -> 0.177 (20 queries).
+    assert auto["single"]["R@1@0.5"] >= segment["single"]["R@1@0.5"] - 1 / 22, by_scale  # no worse, within one query
+    assert auto["single"]["R@5@0.5"] >= segment["single"]["R@5@0.5"] - 2 / 22, by_scale
+    assert auto["sequence"]["mIoU"] > segment["sequence"]["mIoU"] + 0.03, by_scale  # spans of two scenes fit better
+    assert auto["sequence"]["R@1@0.5"] >= segment["sequence"]["R@1@0.5"] + 2 / 20, by_scale

@@ -181,8 +181,8 @@ class Searcher:
         """The best `k` moments (or, grouped by video, the best moment of the best `k` videos). `mode` visual searches
         the vectors, speech the transcripts, both fuses the two by `rule` (see fusion.py); auto is both when the index
         has text. `min_score` is a floor on the visual cosine: lines that match always count. `scale` segment grows
-        moments from segment hits; window and auto score spans of segments by their mean vectors (spans.py), around
-        the best windows, and with auto around the best segments too.
+        moments from segment hits; window and auto score spans of segments (spans.py) around the best windows, and
+        with auto around the best segments too.
 
         `terms` may be the parts of a sequence query (terms.parse_sequence): then each part is searched as a query of
         its own and the moments are chains of the parts' moments, in order (sequence.py)."""
@@ -225,31 +225,43 @@ class Searcher:
 
     def span_moments(self, terms: list[Term], *, k: int, video_ids: list[int] | None, min_score: float | None,
                      scale: str) -> list[Moment]:
-        """Moments at several scales: every span of 1 to a window's worth of consecutive segments, scored by the
-        cosine of its mean vector, inside the best windows (by their window vectors) and, with scale auto, around
-        the best segments; then the best spans that do not overlap, best first."""
-        from .spans import Region, best_spans, merge_regions, region_spans
+        """Moments at several scales: every span of 1 to two windows' worth of consecutive segments inside the best
+        windows (by their window vectors) and, with scale auto, around the best segments, scored by spans.py's rule
+        (mean segment cosine, the best window touched, a bonus for length); then the best spans that do not overlap,
+        best first."""
+        from .spans import LONGEST_WINDOWS, Region, best_spans, merge_regions, region_spans
 
         query = self.query_vector(terms)
         dim = query.shape[1]
         segment = self.settings["segment"]
-        longest = max(1, round(self.settings["window"] / self.settings["fps"] / segment))
+        longest = LONGEST_WINDOWS * max(1, round(self.settings["window"] / self.settings["fps"] / segment))
+        only = self.index.db.segment_ids_of(video_ids) if video_ids is not None else None
+        if only is not None and not len(only):
+            return []
+        scores, ids = self.vectors.search(query, max(50, 10 * k), only=only)
+        found = scores[0][ids[0] >= 0]
+        spread = float(found[0] - np.median(found)) if len(found) else 0.0
         regions = []
         rows, vectors = self.index.db.window_rows(dim, video_ids=video_ids)
+        window_scores = vectors @ query[0]
         if len(rows):
-            scores = vectors @ query[0]
-            regions += [Region(*rows[i][:2], rows[i][2], rows[i][3]) for i in np.argsort(-scores)[: max(10, 2 * k)]]
+            regions += [Region(*rows[i][:2], rows[i][2], rows[i][3]) for i in np.argsort(-window_scores)[: max(10, 2 * k)]]
         if scale == "auto":
-            only = self.index.db.segment_ids_of(video_ids) if video_ids is not None else None
-            if only is None or len(only):
-                _, ids = self.vectors.search(query, max(50, 10 * k), only=only)
-                reach = longest * segment
-                regions += [Region(row["video_id"], row["path"], row["start"] - reach, row["end"] + reach)
-                            for row in self.index.db.segments(ids[0].tolist()).values()]
+            reach = longest * segment
+            regions += [Region(row["video_id"], row["path"], row["start"] - reach, row["end"] + reach)
+                        for row in self.index.db.segments(ids[0][ids[0] >= 0].tolist()).values()]
+        regions = merge_regions(regions)
+        wanted = {region.video_id for region in regions}
+        windows_of: dict[int, list[tuple[float, float, float]]] = {}
+        for row, score in zip(rows, window_scores):
+            if row[0] in wanted:
+                windows_of.setdefault(row[0], []).append((row[2], row[3], float(score)))
         spans = []
-        for region in merge_regions(regions):
-            starts, ends, found = self.index.db.segments_in(region.video_id, region.start, region.end, dim)
-            spans += region_spans(region, starts, ends, found, query[0], longest=longest)
+        for region in regions:
+            starts, ends, segment_vectors = self.index.db.segments_in(region.video_id, region.start, region.end, dim)
+            windows = [w for w in windows_of.get(region.video_id, []) if w[0] < region.end and w[1] > region.start]
+            spans += region_spans(region, starts, ends, segment_vectors @ query[0], windows, longest=longest,
+                                  spread=spread)
         return [span for span in best_spans(spans) if min_score is None or span.score >= min_score]
 
     def visual_moments(self, terms: list[Term], *, k: int, group_by: str, video_ids: list[int] | None,

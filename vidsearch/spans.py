@@ -1,5 +1,6 @@
-"""Multi-scale moments: spans of consecutive segments around the best segment and window hits, each scored by the
-cosine of its mean vector, so that a query describing a few seconds or a few minutes finds a span of that length."""
+"""Multi-scale moments: spans of consecutive segments around the best segment and window hits, each scored by its
+segments' mean cosine, the best window it touches, and a bonus for length, so that a query describing a scene or
+two scenes finds a span of that length (the rule and its weights were chosen on bench/long_form.py's set)."""
 
 from __future__ import annotations
 
@@ -33,24 +34,32 @@ def merge_regions(regions: Iterable[Region]) -> list[Region]:
     return merged
 
 
-def region_spans(region: Region, starts: np.ndarray, ends: np.ndarray, vectors: np.ndarray, query: np.ndarray, *,
-                 longest: int) -> list[Moment]:
-    """Every span of 1 to `longest` consecutive segments (rows in time order) as a Moment scored by the cosine between
-    the query and the span's mean segment vector (the window vector is that mean over a whole window, so a span
-    is a window of its own length)."""
+# Chosen on bench/long_form.py's set (joint and frame models; README "Multi-scale search"): spans of up to two
+# windows, the best overlapping window's cosine weighing a quarter of the segments' mean cosine, and a bonus of 0.3 of
+# the query's score spread per e-fold of length.
+WINDOW_WEIGHT = 0.25
+LENGTH_BONUS = 0.3
+LONGEST_WINDOWS = 2
+
+
+def region_spans(region: Region, starts: np.ndarray, ends: np.ndarray, cosines: np.ndarray, windows: np.ndarray, *,
+                 longest: int, spread: float) -> list[Moment]:
+    """Every span of 1 to `longest` consecutive segments (rows in time order, with their cosines to the query) as a
+    Moment scored (mean segment cosine + WINDOW_WEIGHT * best cosine of a window it overlaps) / (1 + WINDOW_WEIGHT)
+    + LENGTH_BONUS * spread * ln(segments). `windows` holds the region's window rows as (start, end, cosine);
+    `spread` is the query's score scale (best minus median candidate cosine), so the bonus suits any model."""
     count = len(starts)
     if count == 0:
         return []
-    totals = np.concatenate([np.zeros((1, vectors.shape[1]), np.float64), np.cumsum(vectors, axis=0, dtype=np.float64)])
+    totals = np.concatenate([[0.0], np.cumsum(cosines, dtype=np.float64)])
     spans = []
     for length in range(1, min(longest, count) + 1):
-        sums = totals[length:] - totals[:-length]  # (count - length + 1, dim): each span's summed vectors
-        norms = np.linalg.norm(sums, axis=1)
-        scores = (sums @ query.astype(np.float64)) / np.maximum(norms, 1e-12)
-        for first, score in enumerate(scores):
-            last = first + length - 1
-            spans.append(Moment(region.video_id, region.path, float(starts[first]), float(ends[last]), float(score),
-                                length))
+        means = (totals[length:] - totals[:-length]) / length
+        for first, mean in enumerate(means):
+            start, end = float(starts[first]), float(ends[first + length - 1])
+            context = max((cosine for w_start, w_end, cosine in windows if w_start < end and w_end > start), default=mean)
+            score = (mean + WINDOW_WEIGHT * context) / (1 + WINDOW_WEIGHT) + LENGTH_BONUS * spread * np.log(length)
+            spans.append(Moment(region.video_id, region.path, start, end, float(score), length))
     return spans
 
 
