@@ -223,3 +223,7 @@ def test_eval_moments_on_the_set_finds_single_scenes_well_above_chance(trained_t
     assert auto["single"]["R@5@0.5"] >= segment["single"]["R@5@0.5"] - 2 / 22, by_scale
     assert auto["sequence"]["mIoU"] > segment["sequence"]["mIoU"] + 0.03, by_scale  # spans of two scenes fit better
     assert auto["sequence"]["R@1@0.5"] >= segment["sequence"]["R@1@0.5"] + 2 / 20, by_scale
+    # written as sequences, auto chains the parts' moments found at segment scale (spans made worse chains)
+    chained = run_json("eval-moments", str(queries), "--index", str(home), "--mode", "visual", "--scale", "auto")
+    assert chained["by_kind"]["sequence"] == result["by_kind"]["sequence"]
+    assert chained["by_kind"]["single"] == auto["single"]
