@@ -263,7 +263,8 @@ def query(
         "--group-by", help="moment: every matching moment; video: only the best moment of each video.")] = GroupBy.moment,
     scale: Annotated[Scale, typer.Option(
         "--scale", help="segment: moments grown from matching segments (seconds); window: spans inside the best-matching "
-                        "windows (minutes), refined to their best sub-span; auto: spans of every length around both.")]
+                        "windows; auto (multi-scale): spans of one segment to two windows around both, scored by their "
+                        "segments, the best window they touch and their length (README: Long queries).")]
         = Scale.segment,
     mode: Annotated[Mode, typer.Option(
         "--mode", help='visual: what is seen (the vectors); speech: what is said or subtitled (full-text search; '
