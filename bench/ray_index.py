@@ -3,7 +3,8 @@
 1. Overhead: whole `vidsearch index` runs on a fresh index, plain and with --ray, on one long file (5 min) and on
    many short ones (50 x 10 s), 854x480 H.264 30 fps, with the default model's shape (ViT-B/32, frame mixing, random
    weights: same cost as trained ones), on the CPU. --ray is run two ways: `--ray` (starts its own local Ray, so it
-   pays Ray's start-up) and `--ray=ADDRESS` (joins a local cluster already running, as on a real cluster).
+   pays Ray's start-up) and `--ray=ADDRESS` (joins a local cluster this script started, as on a real cluster), with
+   Ray's workers at nice 0 (--niceness) like the plain run; the object store's peak use is polled meanwhile.
 2. The driver's ceiling: Indexer.finish_file (one SQLite transaction + the FAISS add per video, the only writes a
    cluster run makes on the driver) fed pre-computed vectors as fast as it takes them, for videos of the long
    file's shape; and the driver's per-file checks before anything is sent (content hash, probe).
@@ -28,7 +29,6 @@ import av
 import numpy as np
 
 VIDSEARCH = str(Path(sys.executable).with_name("vidsearch"))
-RAY = str(Path(sys.executable).with_name("ray"))
 
 
 def make_video(path: Path, seconds: int, seed: int) -> None:
@@ -53,6 +53,30 @@ def index_run(folder: Path, model_json: Path, index: Path, *ray: str) -> tuple[f
     out = subprocess.run([VIDSEARCH, "index", str(folder), "--model", str(model_json), "--index", str(index),
                           "--device", "cpu", "--json", *ray], check=True, capture_output=True, text=True).stdout
     return time.perf_counter() - started, json.loads(out)
+
+
+class StorePeak:
+    """The most object-store memory in use on the cluster while a run lasts (polled every 0.1 s from this process)."""
+
+    def __init__(self):
+        import threading
+
+        import ray
+
+        self.ray, self.peak, self.stop = ray, 0.0, threading.Event()
+        self.total = ray.cluster_resources()["object_store_memory"]
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        while not self.stop.wait(0.1):
+            free = self.ray.available_resources().get("object_store_memory", self.total)
+            self.peak = max(self.peak, self.total - free)
+
+    def done(self) -> float:
+        self.stop.set()
+        self.thread.join()
+        return self.peak
 
 
 def driver_rate(out: Path, model_json: Path, *, videos: int, seconds: int) -> dict:
@@ -120,6 +144,7 @@ def main() -> None:
     parser.add_argument("--short", type=int, default=50, help="how many short files")
     parser.add_argument("--short-seconds", type=int, default=10)
     parser.add_argument("--driver-videos", type=int, default=300)
+    parser.add_argument("--niceness", type=int, default=0, help="of Ray's workers (Ray's own default is 15)")
     parser.add_argument("--out", type=Path, default=Path("bench-out/ray_index"))
     args = parser.parse_args()
     import torch
@@ -143,18 +168,24 @@ def main() -> None:
     load_before = load()
     bench_started = time.perf_counter()
     rows = []
-    head = subprocess.run([RAY, "start", "--head", "--num-cpus", str(os.cpu_count()), "--include-dashboard=false",
-                           "--port", "0", "--disable-usage-stats"], check=True, capture_output=True, text=True)
-    address = next(line.split("'")[1] for line in head.stdout.splitlines() if "ray start --address=" in line)
+    # Ray runs its workers at nice 15; on this machine, shared with other work, that starves them against everything
+    # else (a first try: 114 s for what takes 15 s at nice 0), which is not what this measures. The same for both
+    # --ray runs (the variable reaches the Ray that `--ray` alone starts, too).
+    os.environ["RAY_worker_niceness"] = str(args.niceness)
+    import ray
+
+    address = ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR").address_info["gcs_address"]
     try:
         for name, folder in (("5-min file" if args.long == 300 else f"{args.long} s file", long_dir),
                              (f"{args.short} x {args.short_seconds} s files", short_dir)):
             plain_s, plain = index_run(folder, model_json, out / "index-plain")
+            store = StorePeak()
             joined_s, joined = index_run(folder, model_json, out / "index-joined", f"--ray={address}")
             rows.append({"input": name, "video_s": plain["video_seconds"], "plain": plain_s, "joined": joined_s,
-                         "units": joined["ray"]["units"], "redone": joined["ray"]["redone"]})
+                         "units": joined["ray"]["units"], "redone": joined["ray"]["redone"],
+                         "store_mb": store.done() / 1e6, "store_total_mb": store.total / 1e6})
     finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True)
+        ray.shutdown()
     for row, folder in zip(rows, (long_dir, short_dir)):  # --ray alone: its own Ray, started and stopped in the run
         row["own"], _ = index_run(folder, model_json, out / "index-own", "--ray")
     checks = driver_checks(sorted(short_dir.glob("*.mp4")) + [long_dir / "long.mp4"])
@@ -164,11 +195,12 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; load average (1/5/15 min) "
           f"{load_before} before, {load()} after; vidsearch from {Path(vidsearch.__file__).parent}; {total:.0f} s in all\n")
     print("| input | video s | plain `index` s | `--ray=ADDRESS` (warm local cluster) s | ratio | `--ray` (own Ray) s | "
-          "ratio | units | redone |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "ratio | units | redone | peak object store MB (of) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['input']} | {r['video_s']:.0f} | {r['plain']:.1f} | {r['joined']:.1f} | {r['joined'] / r['plain']:.2f}x "
-              f"| {r['own']:.1f} | {r['own'] / r['plain']:.2f}x | {r['units']} | {r['redone']} |")
+              f"| {r['own']:.1f} | {r['own'] / r['plain']:.2f}x | {r['units']} | {r['redone']} "
+              f"| {r['store_mb']:.0f} ({r['store_total_mb']:.0f}) |")
     print(f"\ndriver checks per new file: content hash {checks['hash_mb_per_s']:.0f} MB/s, probe {checks['probe_ms']:.1f} "
           f"ms (files of {checks['mb_per_file']:.1f} MB)")
     print(f"driver writes: {driver['videos']} videos of {args.long} s ({driver['segments_per_video']} vectors each) "

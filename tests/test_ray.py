@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -22,11 +23,18 @@ TINY = Path(__file__).parent.parent / "models" / "tiny.json"
 @pytest.fixture(scope="session")
 def cluster():
     """A local Ray with 2 CPUs and a small object store, for the session; `index --ray=ADDRESS` joins it."""
+    # Workers at the usual priority, not Ray's nice 15: beside other tests on 2 cores, niced workers crawl.
+    before = os.environ.get("RAY_worker_niceness")
+    os.environ["RAY_worker_niceness"] = "0"
     context = ray.init(num_cpus=2, object_store_memory=80 * 1024**2, include_dashboard=False, logging_level="ERROR")
     try:
         yield context.address_info["gcs_address"]
     finally:
         ray.shutdown()
+        if before is None:
+            os.environ.pop("RAY_worker_niceness", None)
+        else:
+            os.environ["RAY_worker_niceness"] = before
 
 
 @pytest.fixture(scope="session")
@@ -126,6 +134,4 @@ def test_a_killed_driver_resumes_to_a_clean_runs_index(cluster, videos, local_in
 
 
 def _env(home: Path) -> dict[str, str]:
-    import os
-
     return {**os.environ, "VIDSEARCH_HOME": str(home)}

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .db import Segment
-from .decode_workers import DecodeJob, Finished, Window, decode_job
+from .decode_workers import DecodeJob, Finished, Started, Window, decode_job
 from .errors import BadVideo, UsageError, VidsearchError
 from .faults import KILL_AT, crash_point
 from .indexer import FileResult, Indexer, encode_windows, windows_per_batch
@@ -66,16 +66,34 @@ class _File:
         return [s for key in sorted(self.windows) for s in self.windows[key]]
 
 
-def unit_rows(key: int, path: Path, *, duration: float, fps: float, size: int, window: int, deblock: bool,
-              unit_seconds: float | None, lap: int = 0) -> list[dict]:
+def unit_frames(fps: float, window: int, unit_seconds: float | None) -> int:
+    """Frames per unit: whole windows of about `unit_seconds` (0: the whole file is one unit)."""
+    return max(1, round(unit_seconds * fps / window)) * window if unit_seconds else 0
+
+
+def unit_rows(key: int, path: Path, *, duration: float, video_fps: float, fps: float, size: int, window: int,
+              deblock: bool, unit_seconds: float | None, lap: int = 0) -> list[dict]:
     """A file's work units: whole windows of about `unit_seconds` each, the last open-ended; one unit when
-    `unit_seconds` is None (or the file is short)."""
-    per_unit = max(1, round(unit_seconds * fps / window)) * window if unit_seconds else 0
+    `unit_seconds` is None (or the file is short). `duration` and `video_fps` are the probe's (-1 and 0 for a whole
+    file not probed here: its decode task probes it)."""
+    per_unit = unit_frames(fps, window, unit_seconds)
     count = max(1, math.ceil(duration * fps / per_unit - 1e-9)) if per_unit else 1
     length = per_unit / fps if per_unit else 0.0
     return [{"key": key, "round": lap, "path": str(path), "unit": u, "units": count, "start": u * length,
              "end": (u + 1) * length if u + 1 < count else -1.0, "fps": fps, "size": size, "window": window,
-             "deblock": deblock, "duration": duration} for u in range(count)]
+             "deblock": deblock, "duration": duration, "video_fps": video_fps} for u in range(count)]
+
+
+def header_seconds(path: Path) -> float | None:
+    """The duration a file's header declares, without decoding anything (None when it declares none or cannot be
+    opened): enough to tell a file that fits in one unit."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return container.duration / av.time_base if container.duration else None
+    except (av.FFmpegError, OSError, ValueError):
+        return None
 
 
 def crash_once(name: str) -> None:
@@ -104,24 +122,27 @@ def decode_unit(unit: dict) -> Iterator[dict]:
     name, number = Path(unit["path"]).name, unit["unit"]
     crash_point(f"ray-decode@{name}#{number}")
     common = {"key": unit["key"], "round": unit["round"], "unit": number}
+    info = {"duration": unit["duration"], "video_fps": unit["video_fps"]}  # a whole file's come from decode_job's probe
 
     def window_row(index: int, times, frames) -> dict:
         if index == 1:
             crash_once(f"ray-decode-once@{name}#{number}")  # one window of the unit is already out
         return {**common, "index": index, "times": np.asarray(times, np.float64), "frames": frames,
-                "duration": unit["duration"], "frames_count": 0, "windows": 0, "error": NO_ERROR, "covered": NOT_COVERED}
+                **info, "frames_count": 0, "windows": 0, "error": NO_ERROR, "covered": NOT_COVERED}
 
     def end_row(windows: int, frames: int, error: str | None, covered: float | None) -> dict:
         size = unit["size"]
         return {**common, "index": -1, "times": np.zeros(0, np.float64), "frames": np.zeros((0, size, size, 3), np.uint8),
-                "duration": unit["duration"], "frames_count": frames, "windows": windows, "error": error or NO_ERROR,
+                **info, "frames_count": frames, "windows": windows, "error": error or NO_ERROR,
                 "covered": NOT_COVERED if covered is None else covered}
 
     index = 0
     if unit["units"] == 1:
         job = DecodeJob(unit["key"], Path(unit["path"]), unit["fps"], unit["size"], unit["window"], unit["deblock"])
         for event in decode_job(job):
-            if isinstance(event, Window):
+            if isinstance(event, Started):
+                info.update(duration=event.duration, video_fps=event.fps)
+            elif isinstance(event, Window):
                 yield window_row(index, event.times, event.frames)
                 index += 1
             elif isinstance(event, Finished):
@@ -148,7 +169,8 @@ def decode_unit(unit: dict) -> Iterator[dict]:
 class EncodeActor:
     """One encoder per actor, loaded once: windows in, their segments (kinds, spans, L2-normalised vectors) out."""
 
-    def __init__(self, spec: str, device: str, settings: dict, batch: int | None, threads: int | None = None):
+    def __init__(self, spec: str, device: str, settings: dict, batch: int | None, threads: int | None = None,
+                 compile: bool = False):
         from .config import IndexSettings
         from .encoder import Encoder
 
@@ -156,7 +178,7 @@ class EncodeActor:
             import torch
 
             torch.set_num_threads(threads)
-        self.encoder = Encoder.load(spec, device)
+        self.encoder = Encoder.load(spec, device, compile=compile)
         self.config = self.encoder.config
         self.settings = IndexSettings(**settings)
         self.batch = batch
@@ -164,7 +186,7 @@ class EncodeActor:
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, list]:
         crash_point("ray-encode")
         out: dict[str, list] = {k: [] for k in ("key", "round", "unit", "index", "frames_count", "windows", "error", "covered",
-                                                "levels", "spans", "vectors")}
+                                                "duration", "video_fps", "levels", "spans", "vectors")}
         windows = [i for i, index in enumerate(rows["index"]) if index >= 0]
         found: dict[int, list[Segment]] = {}
         while windows:  # windows of one length, a forward pass at a time
@@ -181,7 +203,7 @@ class EncodeActor:
         dim = embedding_dim(self.config)
         for i in range(len(rows["index"])):
             segments = found.get(i, [])
-            for column in ("key", "round", "unit", "index", "frames_count", "error", "covered"):
+            for column in ("key", "round", "unit", "index", "frames_count", "error", "covered", "duration", "video_fps"):
                 out[column].append(rows[column][i])
             out["windows"].append(rows["windows"][i])
             out["levels"].append(np.array([s.level == "window" for s in segments], np.bool_))
@@ -191,13 +213,14 @@ class EncodeActor:
         return out
 
 
-def encoder_class(spec: str, device: str, settings: dict, batch: int | None, threads: int | None) -> type:
+def encoder_class(spec: str, device: str, settings: dict, batch: int | None, threads: int | None,
+                  compile: bool = False) -> type:
     """EncodeActor with its arguments built in: Ray ships the class itself, so a restarted actor needs nothing from
     the object store."""
 
     class Encoder(EncodeActor):
         def __init__(self):
-            super().__init__(spec, device, settings, batch, threads)
+            super().__init__(spec, device, settings, batch, threads, compile)
 
     return Encoder
 
@@ -214,6 +237,9 @@ def connect(address: str | None) -> dict:
     options = dict(runtime_env={"env_vars": env}, log_to_driver=False, logging_level="ERROR")
     try:
         if address is None:
+            # Ray runs workers at nice 15; on a machine busy with other work that starves them, while a local run
+            # decodes and encodes at the usual priority. The Ray started here does the same (set it to change that).
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(include_dashboard=False, **options)
         else:
             ray.init(address=address, **options)
@@ -258,19 +284,25 @@ class RayIndexer(Indexer):
         size = self._image_size()
         todo: dict[int, _File] = {}
         units: list[dict] = []
+        settings = self.settings
+        per_unit = unit_frames(settings.fps, settings.window, self.unit_seconds)
         for key, (path, stat, digest) in enumerate(files):
-            try:
-                info = probe(path)
-            except BadVideo as exc:
-                yield self._fail(str(path), stat.st_size, stat.st_mtime, exc.reason)
-                continue
-            except OSError as exc:
-                yield self._fail(str(path), stat.st_size, stat.st_mtime, f"cannot read: {exc.strerror or exc}")
-                continue
-            rows = unit_rows(key, path, duration=info.duration, fps=self.settings.fps, size=size,
-                             window=self.settings.window, deblock=self.settings.deblock, unit_seconds=self.unit_seconds)
-            inner = round((rows[0]["end"] - rows[0]["start"]) * self.settings.fps) if len(rows) > 1 else 0
-            todo[key] = _File((path, stat, digest), info.duration, info.fps, len(rows), inner,
+            # A file that may not fit in one unit is probed here to be cut; the others are probed by their decode task.
+            declared = header_seconds(path)
+            duration, video_fps = -1.0, 0.0
+            if declared is None or declared * settings.fps > per_unit:
+                try:
+                    info = probe(path)
+                except BadVideo as exc:
+                    yield self._fail(str(path), stat.st_size, stat.st_mtime, exc.reason)
+                    continue
+                except OSError as exc:
+                    yield self._fail(str(path), stat.st_size, stat.st_mtime, f"cannot read: {exc.strerror or exc}")
+                    continue
+                duration, video_fps = info.duration, info.fps
+            rows = unit_rows(key, path, duration=duration, video_fps=video_fps, fps=settings.fps, size=size,
+                             window=settings.window, deblock=settings.deblock, unit_seconds=self.unit_seconds)
+            todo[key] = _File((path, stat, digest), duration, video_fps, len(rows), per_unit if len(rows) > 1 else 0,
                               self.text.submit(path, KINDS), stamp_of(path, self.text.speech, self.sidecars))
             units += rows
         while units:
@@ -296,7 +328,7 @@ class RayIndexer(Indexer):
         data = ray.data.DataContext.get_current()
         data.enable_progress_bars = False
         data.max_errored_blocks = -1  # a unit that fails every try costs its file only (found missing below)
-        gpus = int(self.resources.get("GPU", 0))
+        gpus = 0 if self.device == "cpu" else int(self.resources.get("GPU", 0))  # --device cpu keeps off the GPUs
         cpus = max(1, int(self.resources.get("CPU", 1)))
         actors = gpus or max(1, cpus // 2)
         self.stats["units"] += len(units)
@@ -307,7 +339,7 @@ class RayIndexer(Indexer):
             dataset = dataset.flat_map(decode_unit, num_cpus=1, max_retries=RETRIES)
             dataset = dataset.map_batches(
                 encoder_class(self.spec, "cuda" if gpus else "cpu", self.settings.to_dict(), self.batch,
-                              None if gpus else max(1, cpus // actors)),
+                              None if gpus else max(1, cpus // actors), self.compile),
                 batch_size=self.batch or (8 if gpus else 1), compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
                 num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, batch_format="numpy",
                 max_restarts=-1, max_task_retries=RETRIES)  # a dead actor is replaced and its batch retried
@@ -317,6 +349,8 @@ class RayIndexer(Indexer):
                 continue  # already settled, or redone (a retried task may send its rows again)
             unit, index = int(row["unit"]), int(row["index"])
             if index < 0:
+                if file.units == 1:  # probed by its decode task
+                    file.duration, file.fps = float(row["duration"]), float(row["video_fps"])
                 file.ends[unit] = {"frames": int(row["frames_count"]), "windows": int(row["windows"]),
                                    "error": str(row["error"]), "covered": float(row["covered"])}
             else:
@@ -339,7 +373,8 @@ class RayIndexer(Indexer):
             file.units, file.windows, file.ends, file.round = 1, {}, {}, file.round + 1
             self.stats["redone"] += 1
             todo[key] = file
-            again += unit_rows(key, path, duration=file.duration, fps=self.settings.fps, size=self._image_size(),
+            again += unit_rows(key, path, duration=file.duration, video_fps=file.fps, fps=self.settings.fps,
+                               size=self._image_size(),
                                window=self.settings.window, deblock=self.settings.deblock, unit_seconds=None,
                                lap=file.round)
             return
