@@ -244,7 +244,8 @@ def connect(address: str | None) -> dict:
         else:
             ray.init(address=address, **options)
     except ConnectionError as exc:
-        raise VidsearchError(f"cannot join the Ray cluster at {address}: {exc}") from None
+        raise VidsearchError(f"cannot join the Ray cluster at {address}: {exc} (a cluster from `ray start` wants its "
+                             f"token: RAY_AUTH_MODE=token, or --ray auto on its head node)") from None
     import ray._private.worker as ray_worker
     import ray.data
 
