@@ -3,6 +3,7 @@ processes, each on its own pipe, a bounded number ahead."""
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import multiprocessing
 import os
@@ -248,6 +249,9 @@ class _Pool:
         self.stopping = threading.Event()
         self.lock = threading.Lock()  # starting a worker vs close() killing them all
         self.slots: list[_Slot] = []
+        # A pool still open at exit (its consumer thread was a daemon, cut off) kills its workers first: they ignore
+        # SIGTERM, so multiprocessing's own exit handler (terminate, then join) would wait for them for ever.
+        atexit.register(self._kill_workers)
         self.thread = threading.Thread(target=self._run, args=(workers,), name="decode-pool", daemon=True)
         self.thread.start()
 
@@ -263,15 +267,19 @@ class _Pool:
 
     def close(self) -> None:
         """Stop the thread and kill every worker, whatever it is doing."""
-        self.stopping.set()
-        with self.lock:
-            for slot in self.slots:
-                slot.process.kill()
+        atexit.unregister(self._kill_workers)
+        self._kill_workers()
         self.room.release(len(self.slots) + 1)  # a thread waiting for room wakes, sees `stopping` and returns
         self.thread.join()
         for slot in self.slots:
             slot.process.join()
             slot.conn.close()
+
+    def _kill_workers(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            for slot in self.slots:
+                slot.process.kill()
 
     def _run(self, workers: int) -> None:
         try:

@@ -111,10 +111,9 @@ def record(text, stamp: dict) -> VideoTextRecord:
 
 
 class TextReader:
-    """Reads videos' text in a background thread, in the order asked, so that speech recognition overlaps video
-    decoding and encoding. (decode_workers can read text in a worker process, TextJob, which would survive a
-    crashing subtitle or audio decoder; indexing does not use that yet: a second forked pool beside the decode
-    workers could hang the exit after SIGTERM.)"""
+    """Reads videos' text in a worker process of its own (decode_workers' TextJob), in the order asked, so that
+    speech recognition overlaps video decoding and encoding (in a thread of this process, pocketsphinx held the
+    GIL: 7% of it overlapped) and a crashing subtitle or audio decoder costs only that file's text."""
 
     def __init__(self, speech: str | None):
         self.speech = speech
@@ -157,13 +156,19 @@ class TextReader:
     def _run(self) -> None:
         read: dict[int, object] = {}
         try:
-            for event in decode_all(self._feed(), workers=0, depth=4):
+            for event in decode_all(self._feed(), workers=1, depth=4):
                 if isinstance(event, TextRead):
                     read[event.key] = event.text
                 elif isinstance(event, Finished):
-                    future, _, _ = self._futures[event.key]
+                    future, _, kinds = self._futures[event.key]
                     crash_point("text-read")
-                    future.set_result(read.pop(event.key))
+                    text = read.pop(event.key, None)
+                    if text is None:  # the worker died reading it: a subtitle or audio decoder crashed
+                        from .text_sources import TextProblem, VideoText
+
+                        text = VideoText(problems=[TextProblem(source_kind, event.error or "the text reader died")
+                                                   for source_kind in sorted(kinds)])
+                    future.set_result(text)
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for a text, which raises it
             self._failed = exc
             for future, _, _ in self._futures.values():
