@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -235,6 +236,7 @@ def connect(address: str | None) -> dict:
     env = {KILL_AT: os.environ[KILL_AT]} if os.environ.get(KILL_AT) else {}
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # Ray's C++ notes on stderr (set it to see them)
     options = dict(runtime_env={"env_vars": env}, log_to_driver=False, logging_level="ERROR")
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         if address is None:
             # Ray runs workers at nice 15; on a machine busy with other work that starves them, while a local run
@@ -246,6 +248,10 @@ def connect(address: str | None) -> dict:
     except ConnectionError as exc:
         raise VidsearchError(f"cannot join the Ray cluster at {address}: {exc} (a cluster from `ray start` wants its "
                              f"token: RAY_AUTH_MODE=token, or --ray auto on its head node)") from None
+    finally:  # ray.init takes SIGTERM (it dumps stacks and exits): give Ctrl-C and SIGTERM back to the indexer
+        for signum, handler in handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)
     import ray._private.worker as ray_worker
     import ray.data
 
