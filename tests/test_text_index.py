@@ -527,3 +527,22 @@ def test_said_in_one_video_and_shown_in_another_they_rank_as_the_mode_says(train
     assert {h["path"] for h in both[:2]} == {said, shown}, both
     assert next(h for h in both if h["path"] == said)["text"]["source"] == "speech:pocketsphinx"
     assert run_json("query", caption, home=home)["hits"] == both  # the default (auto) is both on an index with text
+
+
+@pytest.mark.slow
+def test_a_text_reader_that_crashes_costs_only_that_file_s_text(tmp_path):
+    videos = tmp_path / "videos"
+    write_video(videos / "a.mp4", seconds=3.0, fps=5, size=(96, 64))
+    (videos / "a.srt").write_text("1\n00:00:00,500 --> 00:00:01,500\nan old tram rattled by\n")
+    write_video(videos / "b.mp4", seconds=4.0, fps=5, size=(96, 64))  # not a copy of a.mp4 (that would be reused)
+    (videos / "b.srt").write_text("1\n00:00:00,500 --> 00:00:01,500\na kettle sang in the kitchen\n")
+    home = tmp_path / "index"
+    proc = run_cli("index", str(videos), *TINY, "--json", home=home, env={"VIDSEARCH_TEST_KILL_AT": "text-worker@a.mp4:SIGSEGV"})
+    failed = text_failed(proc.stderr.splitlines())
+    assert len(failed) == 1 and failed[0].startswith(f"text failed: {videos / 'a.mp4'}: ") and "SIGSEGV" in failed[0], proc.stderr
+    summary = stdout_json(proc)
+    assert summary["indexed"] == 2 and summary["failed"] == 0, summary  # both searchable visually
+    assert query(home, "kettle", mode="speech")[0]["path"] == str(videos / "b.mp4")  # the next file's text was read
+    retried = run_cli("index", str(videos), *TINY, "--retry-failed", "--json", home=home)  # no fault this time
+    assert text_failed(retried.stderr.splitlines()) == [] and stdout_json(retried)["frames"] == 0
+    assert query(home, "tram", mode="speech")[0]["path"] == str(videos / "a.mp4")
