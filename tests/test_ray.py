@@ -101,23 +101,32 @@ def test_frame_mixing_many_units_and_a_worker_killed_mid_unit_equal_local(cluste
 def test_bad_files_and_a_worker_dying_on_every_try_fail_alone(cluster, tmp_path):
     folder = library(tmp_path / "videos", names=("a", "b"))
     bad = write_bad_files(folder)
+    # frames stop from 4 s to 8 s: its second unit ([4, 8) s) gets none, so the units do not line up with one
+    # continuous decode and the file is decoded again as one unit
+    write_video(folder / "gap.mp4", vfr_times=[i / 5 for i in range(20)] + [8 + i / 5 for i in range(30)], size=(96, 64))
     local, clustered = tmp_path / "local", tmp_path / "ray"
-    expected = run_cli("index", str(folder), "--model", "tiny", home=local, check=1)
+    options = ("--model", "tiny", "--window", "4")
+    expected = run_cli("index", str(folder), *options, home=local, check=1)
     # b.mp4's decode task dies (SIGSEGV) on every try
-    proc = run_cli("index", str(folder), "--model", "tiny", f"--ray={cluster}", "--json", home=clustered, check=1,
-                   env={"VIDSEARCH_TEST_KILL_AT": "ray-decode@b.mp4#0:SIGSEGV"})
+    proc = run_cli("index", str(folder), *options, "--ray-unit", "4", f"--ray={cluster}", "--json", home=clustered,
+                   check=1, env={"VIDSEARCH_TEST_KILL_AT": "ray-decode@b.mp4#0:SIGSEGV"})
     failed = sorted(line for line in proc.stderr.splitlines() if line.startswith("failed:"))
     crashed = f"failed: {folder / 'b.mp4'}: decoder crashed: the Ray worker failed on all 3 tries (see the Ray logs)"
     local_failed = sorted(line for line in expected.stderr.splitlines() if line.startswith("failed:"))
     assert len(local_failed) == len(bad)
     assert failed == sorted([*local_failed, crashed])  # one line each, the same reasons as locally
     summary = json.loads(proc.stdout)
-    assert summary["indexed"] == 1 and summary["failed"] == len(bad) + 1
+    assert summary["indexed"] == 2 and summary["failed"] == len(bad) + 1 and summary["ray"]["redone"] == 1
     videos_local = {v[0]: v for v in snapshot(local)[0]}
     videos_ray = {v[0]: v for v in snapshot(clustered)[0]}
     assert videos_ray[str(folder / "a.mp4")] == videos_local[str(folder / "a.mp4")]
     assert videos_ray[str(folder / "b.mp4")][1] == "failed"
     assert {p: v for p, v in videos_ray.items() if "b.mp4" not in p} == {p: v for p, v in videos_local.items() if "b.mp4" not in p}
+    segments_local, segments_ray = snapshot(local)[1], [s for s in snapshot(clustered)[1] if not s[0].endswith("b.mp4")]
+    segments_local = [s for s in segments_local if not s[0].endswith("b.mp4")]
+    assert [s[:4] for s in segments_ray] == [s[:4] for s in segments_local] and any("gap.mp4" in s[0] for s in segments_ray)
+    for x, y in zip(segments_local, segments_ray):
+        np.testing.assert_allclose(np.frombuffer(x[4], np.float32), np.frombuffer(y[4], np.float32), atol=1e-5)
     assert run_cli("verify", home=clustered).returncode == 0
 
 
