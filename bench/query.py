@@ -53,6 +53,19 @@ def fill_hf_cache(home: Path) -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(snapshot / "open_clip_model.safetensors"))
 
 
+def build_clip_index(out: Path, env: dict, *, videos: int, segments: int) -> tuple[Path, float]:
+    """`out/index`: build_index with `clip-b32` (random weights filled into `out/hf`) from a 2-s seed video made in
+    `out/seed`; (the index folder, seconds to build it)."""
+    from vidsearch.synthetic import make_dataset
+
+    fill_hf_cache(out / "hf")
+    seed_videos = out / "seed"
+    if not seed_videos.is_dir():
+        make_dataset(seed_videos, videos=1, scenes_per_video=1, scene_seconds=2.0)
+    index = out / "index"
+    return index, build_index(index, "clip-b32", seed_videos / "videos", env, videos=videos, segments=segments)
+
+
 def build_index(path: Path, spec: str, seed_videos: Path, env: dict, *, videos: int, segments: int) -> float:
     """`vidsearch index` of one short video (so the index records what a real run records), then `videos` x
     `segments` random unit vectors added through Database.save_video; returns seconds."""

@@ -25,21 +25,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import av
 import numpy as np
 
 VIDSEARCH = str(Path(sys.executable).with_name("vidsearch"))
 
-
-def make_video(path: Path, seconds: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=30, options={"preset": "veryfast", "crf": "26"})
-        stream.width, stream.height, stream.pix_fmt = 854, 480, "yuv420p"
-        base = rng.integers(0, 255, size=(480, 854, 3), dtype=np.uint8)
-        for i in range(seconds * 30):
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.roll(base, 4 * i, axis=1), format="rgb24")))
-        out.mux(stream.encode())
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import make_video  # noqa: E402  (bench/pipeline.py's 854x480 panning test video)
 
 
 def load() -> str:

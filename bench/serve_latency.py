@@ -29,7 +29,7 @@ import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from query import build_index, fill_hf_cache, load  # noqa: E402  (bench/query.py)
+from query import build_clip_index, load  # noqa: E402  (bench/query.py)
 
 VIDSEARCH = str(Path(sys.executable).with_name("vidsearch"))
 COLOURS = ["red", "blue", "green", "yellow", "white", "black", "orange", "purple"]
@@ -136,14 +136,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONPYCACHEPREFIX": str(out / "pycache"), "HF_HOME": str(out / "hf"), "HF_HUB_OFFLINE": "1"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ.update(HF_HOME=env["HF_HOME"], HF_HUB_OFFLINE="1")
-    fill_hf_cache(out / "hf")
-    from vidsearch.synthetic import make_dataset
-
-    seed_videos = out / "seed"
-    if not seed_videos.is_dir():
-        make_dataset(seed_videos, videos=1, scenes_per_video=1, scene_seconds=2.0)
-    index = out / "index"
-    built = build_index(index, "clip-b32", seed_videos / "videos", env, videos=args.videos, segments=args.segments)
+    index, built = build_clip_index(out, env, videos=args.videos, segments=args.segments)
     print(f"built: {args.videos * args.segments} segments in {built:.1f} s (load {load()})", flush=True)
 
     cli = cli_seconds(index, args.cli_runs, env)

@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from asr import SENTENCES, cpu_model, script_words  # noqa: E402  (bench/asr.py)
-from query import build_index, fill_hf_cache, load  # noqa: E402  (bench/query.py)
+from query import build_clip_index, load  # noqa: E402  (bench/query.py)
 from speech_index import busy_seconds, children_cpu, wait_quiet  # noqa: E402  (bench/speech_index.py)
 
 VIDSEARCH = str(Path(sys.executable).with_name("vidsearch"))
@@ -210,14 +210,7 @@ def main() -> None:
     began, load_before = time.perf_counter(), load()
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
-    fill_hf_cache(out / "hf")
-    from vidsearch.synthetic import make_dataset
-
-    seed_videos = out / "seed"
-    if not seed_videos.is_dir():
-        make_dataset(seed_videos, videos=1, scenes_per_video=1, scene_seconds=2.0)
-    index = out / "index"
-    built = build_index(index, "clip-b32", seed_videos / "videos", ENV, videos=args.videos, segments=args.segments)
+    index, built = build_clip_index(out, ENV, videos=args.videos, segments=args.segments)
     vocab = vocabulary(args.vocabulary)
     text = add_transcripts(index, lines=args.lines, vocab=vocab)
     size = sum(f.stat().st_size for f in index.iterdir() if f.is_file())
