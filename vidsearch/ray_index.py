@@ -214,6 +214,29 @@ class EncodeActor:
         return out
 
 
+@dataclass(frozen=True)
+class EncoderPlan:
+    """How the encoder actor pool uses the cluster (encoder_plan)."""
+
+    device: str
+    actors: int
+    gpus_per_actor: int
+    cpus_per_actor: int
+    threads: int | None  # torch threads of a CPU actor (None: Ray's default, a GPU actor's)
+    batch_size: int  # rows (windows) handed to an actor at a time
+
+
+def encoder_plan(resources: dict, device: str, batch: int | None) -> EncoderPlan:
+    """One actor per GPU when the cluster has GPUs (unless --device cpu), each holding one GPU and no CPU (the decode
+    tasks take those); otherwise one actor per two CPUs, each running torch on its two threads as a local run does."""
+    gpus = 0 if device == "cpu" else int(resources.get("GPU", 0))
+    cpus = max(1, int(resources.get("CPU", 1)))
+    if gpus:
+        return EncoderPlan("cuda", gpus, 1, 0, None, batch or 8)
+    actors = max(1, cpus // 2)
+    return EncoderPlan("cpu", actors, 0, 1, max(1, cpus // actors), batch or 1)
+
+
 def encoder_class(spec: str, device: str, settings: dict, batch: int | None, threads: int | None,
                   compile: bool = False) -> type:
     """EncodeActor with its arguments built in: Ray ships the class itself, so a restarted actor needs nothing from
@@ -335,20 +358,17 @@ class RayIndexer(Indexer):
         data = ray.data.DataContext.get_current()
         data.enable_progress_bars = False
         data.max_errored_blocks = -1  # a unit that fails every try costs its file only (found missing below)
-        gpus = 0 if self.device == "cpu" else int(self.resources.get("GPU", 0))  # --device cpu keeps off the GPUs
-        cpus = max(1, int(self.resources.get("CPU", 1)))
-        actors = gpus or max(1, cpus // 2)
+        plan = encoder_plan(self.resources, self.device, self.batch)
         self.stats["units"] += len(units)
-        self.stats["encoders"] = actors
+        self.stats["encoders"] = plan.actors
         dataset = ray.data.from_items(units, override_num_blocks=len(units))  # a block (so a task) per unit
         with warnings.catch_warnings():  # Ray 2.60 deprecates retry settings as arguments, and has no other way yet
             warnings.simplefilter("ignore")
             dataset = dataset.flat_map(decode_unit, num_cpus=1, max_retries=RETRIES)
             dataset = dataset.map_batches(
-                encoder_class(self.spec, "cuda" if gpus else "cpu", self.settings.to_dict(), self.batch,
-                              None if gpus else max(1, cpus // actors), self.compile),
-                batch_size=self.batch or (8 if gpus else 1), compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
-                num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, batch_format="numpy",
+                encoder_class(self.spec, plan.device, self.settings.to_dict(), self.batch, plan.threads, self.compile),
+                batch_size=plan.batch_size, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan.actors),
+                num_gpus=plan.gpus_per_actor, num_cpus=plan.cpus_per_actor, batch_format="numpy",
                 max_restarts=-1, max_task_retries=RETRIES)  # a dead actor is replaced and its batch retried
         for row in dataset.iter_rows():
             file = todo.get(int(row["key"]))
