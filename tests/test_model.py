@@ -198,8 +198,14 @@ def test_the_torch_only_text_tower_equals_open_clips_encode_text(tmp_path, quick
     registry.save_checkpoint(model, config, tmp_path / "ckpt")
     _, tower, tokenizer = registry.load_text_tower(str(tmp_path / "ckpt"))
     tokens = tokenizer(["a red circle moving left", "chopping onions on a wooden board"])
+    lengths = []
+    tower.ln_final.register_forward_hook(lambda module, args, out: lengths.append(args[0].shape[1]))
     with torch.no_grad():
         torch.testing.assert_close(tower(tokens), model.clip.encode_text(tokens), atol=1e-5, rtol=0)
+        torch.testing.assert_close(tower(tokens[:1]), model.clip.encode_text(tokens[:1]), atol=1e-5, rtol=0)
+    # only the tokens up to the longest text's end-of-text go through the blocks, not the 77-token context
+    assert lengths == [int(tokens.argmax(-1).max()) + 1, int(tokens[0].argmax()) + 1]
+    assert lengths[1] < lengths[0] < tokens.shape[1]
     assert registry.load_text_tower("tiny") is None  # random init: only the full build reproduces its weights
 
 

@@ -354,3 +354,42 @@ def test_off_loopback_the_cli_generates_a_token_and_requires_it(indexed):
         server.stop()
     short = run_cli("serve", "--index", str(indexed[0]), "--token", "short", check=2)
     assert "at least 16 characters" in short.stderr
+
+
+def test_served_connections_send_without_waiting_for_acks(monkeypatch):
+    """Nagle's algorithm held each response's body for the delayed ACK of its headers (40 ms a kept-alive request):
+    the server's side of a connection must have TCP_NODELAY."""
+    import socket
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+    ports = []
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # uvicorn's handlers belong to the main thread
+    threading.Thread(target=serve.run, args=(app,), kwargs={"host": "127.0.0.1", "port": 0, "ready": ports.append},
+                     daemon=True).start()
+    deadline = time.monotonic() + 30
+    while not ports and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with socket.create_connection(("127.0.0.1", ports[0])) as client:
+        client.sendall(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"ok"):
+            answer += client.recv(4096)
+        served = []
+        for fd in map(int, os.listdir("/proc/self/fd")):
+            try:
+                sock = socket.socket(fileno=os.dup(fd))
+            except OSError:  # not a socket
+                continue
+            with sock:
+                if sock.family != socket.AF_INET:
+                    continue
+                try:
+                    if sock.getsockname()[1] == ports[0] and sock.getpeername() == client.getsockname():
+                        served.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                except OSError:  # a listening or unconnected socket
+                    pass
+    assert served and all(served), served

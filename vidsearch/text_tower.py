@@ -33,14 +33,19 @@ class TextTower(nn.Module):
         self.register_buffer("attn_mask", mask, persistent=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.token_embedding(tokens) + self.positional_embedding
+        """The texts' embeddings. Attention is causal and the output is read at the end-of-text token, so the padding
+        after the longest text's end changes nothing and is cut off: a short query costs a few tokens, not 77."""
+        ends = tokens.argmax(dim=-1)  # the end-of-text token has the largest id
+        length = int(ends.max()) + 1
+        tokens = tokens[:, :length]
+        x = self.token_embedding(tokens) + self.positional_embedding[:length]
         for block in self.transformer.resblocks:
             x = x + self._attend(block, block.ln_1(x))
             h = block.mlp.c_fc(block.ln_2(x))
             h = h * torch.sigmoid(1.702 * h) if self.quick_gelu else F.gelu(h)
             x = x + block.mlp.c_proj(h)
         x = self.ln_final(x)
-        pooled = x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)]  # the end-of-text token has the largest id
+        pooled = x[torch.arange(x.shape[0]), ends]
         return pooled @ self.text_projection
 
     def _attend(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
