@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "default_model"  # the settings key of a --model given before any video was committed
 SPEECH = "speech"  # the settings key of the speech engine the index transcribes with (--speech), if any
+MAX_HASH_THREADS = 8  # threads hashing new files' content ahead of the checks (at most one per core)
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv".split())
 
@@ -194,8 +195,7 @@ class Indexer:
             later = files
             while later:
                 to_encode, queued, waiting = [], set(), []
-                for path in later:
-                    outcome = self.check_file(path, retry_failed=retry_failed)
+                for path, outcome in zip(later, self.check_files(later, retry_failed=retry_failed)):
                     if isinstance(outcome, FileResult):
                         yield outcome
                         crash_point("between-videos")
@@ -220,9 +220,41 @@ class Indexer:
         finally:
             self.index.sync_vectors()
 
-    def check_file(self, path: Path, *, retry_failed: bool = False) -> FileResult | tuple[Path, os.stat_result, str]:
+    def check_files(self, paths: list[Path], *,
+                    retry_failed: bool = False) -> Iterator[FileResult | tuple[Path, os.stat_result, str]]:
+        """check_file for each path, in order, with the content of new and changed files hashed a few files ahead
+        in threads (hashlib lets go of the GIL): one thread hashed at 570 MB/s, the ceiling of a cluster run's
+        driver (bench/RESULTS.md)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        threads = min(MAX_HASH_THREADS, os.cpu_count() or 1)
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="vidsearch-hash")
+        try:
+            hashes, looked = {}, 0
+            for at, path in enumerate(paths):
+                while looked < min(len(paths), at + 2 * threads):
+                    if self._content_to_check(paths[looked]):
+                        hashes[looked] = pool.submit(file_hash, paths[looked])
+                    looked += 1
+                ahead = hashes.pop(at, None)
+                yield self.check_file(path, retry_failed=retry_failed, content_hash=ahead.result if ahead else None)
+        finally:
+            pool.shutdown(cancel_futures=True)  # a caller that stops early waits only for the hashes under way
+
+    def _content_to_check(self, path: Path) -> bool:
+        """Whether check_file will hash `path`: its size or time differ from the indexed file's (a guess, only for
+        reading ahead: check_file decides)."""
+        previous = self.index.db.video(str(path)) if _is_utf8(str(path)) else None
+        try:
+            stat = path.stat()
+        except OSError:
+            return False
+        return not (previous and previous["size"] == stat.st_size and previous["mtime"] == stat.st_mtime)
+
+    def check_file(self, path: Path, *, retry_failed: bool = False,
+                   content_hash: Callable[[], str] | None = None) -> FileResult | tuple[Path, os.stat_result, str]:
         """Settle a file without decoding it when possible (unchanged, failed, renamed); otherwise return
-        (path, stat, content hash) for encoding."""
+        (path, stat, content hash) for encoding. `content_hash` gives the hash read ahead, if it was."""
         name = str(path)
         if not _is_utf8(name):  # SQLite stores text as UTF-8: such a name cannot be recorded
             return FileResult(printable(name), "failed", "file name is not valid UTF-8; rename the file to index it")
@@ -240,7 +272,7 @@ class Indexer:
             if not retry_failed:
                 return FileResult(name, "earlier_failure", previous["error"])
         try:
-            digest = file_hash(path)
+            digest = content_hash() if content_hash else file_hash(path)
         except OSError as exc:
             return self._fail(name, stat.st_size, stat.st_mtime, f"cannot read: {exc.strerror or exc}")
         if previous and previous["status"] == "ok" and previous["hash"] == digest:
