@@ -3,6 +3,7 @@
 import json
 from dataclasses import replace
 
+import numpy as np
 import open_clip
 import pytest
 import torch
@@ -207,6 +208,29 @@ def test_the_torch_only_text_tower_equals_open_clips_encode_text(tmp_path, quick
     assert lengths == [int(tokens.argmax(-1).max()) + 1, int(tokens[0].argmax()) + 1]
     assert lengths[1] < lengths[0] < tokens.shape[1]
     assert registry.load_text_tower("tiny") is None  # random init: only the full build reproduces its weights
+
+
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_query_text_vectors_keep_fp32_s_direction_with_bf16_weights_where_the_cpu_runs_bf16(tmp_path, monkeypatch,
+                                                                                           native_bf16):
+    from vidsearch import encoder as encoder_module
+
+    config = ModelConfig(name="small", clip_arch=SMALL_VIT, temporal_mixing="joint", max_frames=8)
+    model = registry.build_model(config).eval()
+    registry.save_checkpoint(model, config, tmp_path / "ckpt")
+    monkeypatch.setattr(encoder_module, "cpu_runs_bf16", lambda: native_bf16)
+    texts = ["a red circle moving left", "chopping onions on a wooden board"]
+    text_encoder = encoder_module.TextEncoder(str(tmp_path / "ckpt"), "cpu")
+    assert text_encoder._tower.text_projection.dtype == (torch.bfloat16 if native_bf16 else torch.float32)
+    vectors = text_encoder.encode_text(texts)
+    with torch.no_grad():
+        reference = torch.nn.functional.normalize(model.clip.encode_text(text_encoder.tokenizer(texts)), dim=-1)
+    cosines = (torch.from_numpy(vectors) * reference).sum(-1)
+    assert vectors.dtype == np.float32
+    if native_bf16:
+        assert cosines.min() > 0.999 and not np.allclose(vectors, reference.numpy(), atol=1e-6)
+    else:
+        np.testing.assert_allclose(vectors, reference.numpy(), atol=1e-5)
 
 
 @pytest.mark.parametrize("mixing", ["frame", "joint"])

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .config import ModelConfig
-from .device import autocast, fused_attention, precision, resolve_device
+from .device import autocast, cpu_runs_bf16, fused_attention, precision, resolve_device
 from .model import VideoTextModel
 from .registry import build_tokenizer, load_model
 
@@ -166,7 +166,8 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 class TextEncoder:
-    """Only the text side, for queries: the torch-only text tower when the model allows it, else the full model."""
+    """Only the text side, for queries: the torch-only text tower when the model allows it (with bf16 weights on a
+    CPU that runs bf16 natively), else the full model."""
 
     def __init__(self, spec: str, device: str = "auto", *, weights_file: str | None = None):
         from .registry import load_text_tower
@@ -179,6 +180,8 @@ class TextEncoder:
         else:
             _, tower, self.tokenizer = loaded
             self._tower = tower.to(self.device).eval()
+            if self.device.type == "cpu" and cpu_runs_bf16():
+                self._tower.to(torch.bfloat16)
 
     @torch.inference_mode()
     def encode_text(self, texts: list[str]) -> np.ndarray:
