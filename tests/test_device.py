@@ -83,24 +83,6 @@ def test_half_precision_encoder_agrees_with_fp32(monkeypatch, tiny_encoder, dtyp
     assert max(np.abs(f - h).max() for f, h in pairs) > 0  # autocast really ran in half precision
 
 
-def test_cores_left_lowers_cpu_threads_for_the_block_only():
-    from vidsearch.device import cores_left
-
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        with cores_left(torch.device("cpu"), 1):
-            assert torch.get_num_threads() == 1
-            with cores_left(torch.device("cpu"), 1):
-                assert torch.get_num_threads() == 1  # never below one
-        assert torch.get_num_threads() == 2
-        for device, taken in ((torch.device("cpu"), 0), (torch.device("cuda"), 1)):
-            with cores_left(device, taken):
-                assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(threads)
-
-
 def test_grad_scaler_is_on_only_for_fp16(monkeypatch):
     assert not dev.grad_scaler(CPU).is_enabled()
     monkeypatch.setattr(dev, "precision", lambda device: torch.bfloat16)

@@ -20,7 +20,7 @@ from media import add_speech, speak, write_garbled_audio_video, write_speech_vid
 
 from vidsearch.db import VideoTextRecord
 from vidsearch.errors import UsageError
-from vidsearch.text_index import KINDS, Sidecars, TextReader, kinds_to_read, record, speech_name, stamp_of
+from vidsearch.text_index import KINDS, Sidecars, kinds_to_read, record, speech_name, stamp_of
 from vidsearch.text_sources import TextLine, TextNote, TextProblem, VideoText
 
 TINY = ("--model", "tiny", "--device", "cpu")
@@ -104,23 +104,6 @@ def test_record_gives_one_row_per_source_with_its_lines_language_problem_and_not
         ("speech:pocketsphinx", "en", 1, None, None),
     ]
     assert record(VideoText(), stamp) == VideoTextRecord([], [], stamp)
-
-
-def test_the_reader_is_transcribing_while_speech_asked_for_is_unread(tmp_path):
-    video = write_speech_video(tmp_path / "fox.mp4", speak("the quick brown fox"), offset=0.5, seconds=3.0)
-    reader = TextReader("pocketsphinx")
-    subtitles = reader.submit(video, ("embedded", "sidecar"))
-    speech = reader.submit(video, KINDS)
-    assert reader.transcribing()  # `index` encodes on a core fewer meanwhile
-    subtitles.result()
-    speech.result()
-    assert not reader.transcribing()
-    reader.close()
-    without_engine = TextReader(None)
-    text = without_engine.submit(video, KINDS)
-    assert not without_engine.transcribing()
-    text.result()
-    without_engine.close()
 
 
 def test_sidecar_stamps_list_each_folder_once_and_look_at_each_file_every_time(tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
-"""The device switch: CUDA when present, else CPU; the precision, autocast, gradient scaler and CPU threads that go
-with it; why `auto` fell back to the CPU; and whether a query's vector search is worth a GPU."""
+"""The device switch: CUDA when present, else CPU; the precision, autocast and gradient scaler that go with it
+(and whether a CPU runs bf16); why `auto` fell back to the CPU; and whether a query's vector search is worth a GPU."""
 
 from __future__ import annotations
 
@@ -69,22 +69,6 @@ def cpu_runs_bf16() -> bool:
     thread here, for a vector within 1e-4 of fp32's in cosine (bench/RESULTS.md, serve)."""
     return any(bool(getattr(torch.cpu, probe, lambda: False)())
                for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
-
-
-@contextlib.contextmanager
-def cores_left(device: torch.device, taken: int):
-    """For the block, torch's CPU threads less `taken` cores that another process keeps busy (at least one left),
-    so that the two do not fight for cores (OpenMP threads that lose their core wait for each other); nothing on a
-    GPU or when nothing is taken."""
-    if device.type != "cpu" or taken <= 0:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads - taken))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def grad_scaler(device: torch.device) -> torch.amp.GradScaler:

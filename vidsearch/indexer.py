@@ -356,11 +356,7 @@ class Indexer:
         return windows_per_batch(self.encoder, self.settings, frames, self.batch)
 
     def encode_windows(self, windows: list[Window], durations: list[float]) -> list[list[Segment]]:
-        """encode_windows, on a core fewer while speech is recognised beside (bench/speech_index.py)."""
-        from .device import cores_left
-
-        with cores_left(self.encoder.device, 1 if self.text.transcribing() else 0):
-            return encode_windows(self.encoder, self.config, self.settings, windows, durations)
+        return encode_windows(self.encoder, self.config, self.settings, windows, durations)
 
     def _fail(self, path: str, size: int, mtime: float, reason: str) -> FileResult:
         db = self.index.db

@@ -137,11 +137,6 @@ class TextReader:
             self._thread.start()
         return future
 
-    def transcribing(self) -> bool:
-        """Whether the worker has speech still to recognise: a core busy beside encoding."""
-        return self.speech is not None and any(not future.done() and "speech" in kinds
-                                               for future, _, kinds in self._futures.values())
-
     def read(self, video: Path, kinds: Iterable[str]):
         """submit(...).result(): the text, read where every other is."""
         return self.submit(video, kinds).result()
