@@ -11,7 +11,9 @@ one colour moving one way), with four kinds of query and every correct span in t
 Models (MODELS): `joint` and `frame` are the tiny encoder trained as the README's demo trains it (300 synthetic videos
 of one shape moving four ways, `--group-by-video`, 8 frames at 1 fps, lr 1e-3; as bench/motion.py, once per temporal
 mixing); `joint+long` (not run by default) continues `joint` on long synthetic videos whose manifest also captions
-every two consecutive scenes ("a X, then a Y") over both, 16 frames, only the last block trained. `--model NAME=DIR`
+every two consecutive scenes ("a X, then a Y") over both, 16 frames, only the last block trained; `joint-phrased` and
+`frame-phrased` are the demo's recipe on the same videos with each caption a list of six phrasings
+(synthetic.PHRASINGS), one drawn per step (caption variety). `--model NAME=DIR`
 takes a checkpoint instead of training. Each model indexes the set with the real CLI (the index's defaults: 4-s
 segments, the model's clip length as window); each search variant in SEARCHES is then one
 `vidsearch eval-moments QUERIES --index DIR --mode visual --json FLAGS...` process, which runs all the queries.
@@ -21,7 +23,7 @@ Chance: R@K IoU>=0.5 when the top K hits are K different segments of the 4-s gri
 Search variants (SEARCHES): `--scale segment`, `window` and `auto` (multi-scale), each with every query quoted whole
 (so "A, then B" is searched as one text, as before sequence queries) or, for the `+ sequence` ones, as written.
 
-usage: python bench/long_form.py [--videos 24] [--seed 1] [--steps 1500] [--models joint,frame,joint+long]
+usage: python bench/long_form.py [--videos 24] [--seed 1] [--steps 1500] [--models joint,frame,joint+long,joint-phrased,...]
                                  [--model joint=DIR] [--long-videos 150] [--searches segment,...] [--out bench-out/long-form]
 """
 
@@ -74,7 +76,9 @@ class Recipe:
     """How a model is trained: `vidsearch train` flags beyond TRAIN, on which manifest, and from which model."""
 
     flags: list[str]
-    manifest: str = "scenes"  # "scenes": the demo's 300 videos of 8-s scenes; "long": --long-videos long videos, both captions
+    # "scenes": the demo's 300 videos of 8-s scenes; "phrased": the same videos, each caption a list of phrasings
+    # (synthetic.PHRASINGS); "long": --long-videos long videos, both captions
+    manifest: str = "scenes"
     after: str | None = None  # start from this model's checkpoint (the paper's second, long-video stage)
 
 
@@ -85,6 +89,9 @@ MODELS: dict[str, Recipe] = {
     # Stage 2 on long videos whose manifest also has a caption per two consecutive scenes ("a X, then a Y"), only the
     # last block trained, as the README's two-stage recipe; for the issue's "multi-scene captions" rows.
     "joint+long": Recipe(["--frames", "16", "--train-last", "1"], manifest="long", after="joint"),
+    # Caption variety: the demo's recipe on the same videos, each caption said six ways, one drawn per step.
+    "joint-phrased": Recipe(["--mixing", "joint", "--frames", "8"], manifest="phrased"),
+    "frame-phrased": Recipe(["--mixing", "frame", "--frames", "8"], manifest="phrased"),
 }
 TRAIN = ["--batch-size", "32", "--lr", "1e-3", "--group-by-video", "--checkpoint-every", "500",
          "--device", "cpu"]  # examples/demo.py's, as the README's demo runs it
@@ -106,9 +113,11 @@ def train(out: Path, name: str, steps: int, given: dict[str, str], long_videos: 
             built = build_long_form_set(manifest.parent / "videos", videos=long_videos, seed=LONG_SEED)
             built.write_manifest(manifest, "both")
     else:
-        manifest = out / "train" / "pairs.jsonl"
+        phrased = recipe.manifest == "phrased"
+        manifest = out / "train" / ("phrased.jsonl" if phrased else "pairs.jsonl")
         if not manifest.is_file():
-            make_dataset(out / "train", videos=300, scenes_per_video=4, hard_negatives=True, seed=0)
+            make_dataset(out / "train", videos=300, scenes_per_video=4, hard_negatives=True, seed=0,
+                         manifest_name=manifest.name, phrasings=phrased)
     start = ["--model", str(train(out, recipe.after, steps, given, long_videos)) if recipe.after else "tiny"]
     started = time.perf_counter()
     subprocess.run([VIDSEARCH, "train", str(manifest), "--out", str(model), "--steps", str(steps), *start, *TRAIN,

@@ -35,6 +35,23 @@ def test_good_lines_resolve_relative_paths_and_optional_spans(videos):
     assert pairs == [Pair(videos / "clips" / "a.mp4", 1.0, 5.5, "a dog", 1), Pair(videos / "clips" / "b.mp4", None, None, "a cat", 2)]
 
 
+def test_a_caption_may_be_a_list_of_phrasings_and_training_draws_one_per_step(videos):
+    manifest = write_lines(videos / "pairs.jsonl", [
+        {"video": "clips/a.mp4", "caption": ["a dog running", "a running dog", "running: a dog"]},
+        {"video": "clips/a.mp4", "caption": []},
+        {"video": "clips/a.mp4", "caption": ["fine", " "]},
+    ])
+    pairs, problems = read_manifest(manifest)
+    assert [(p.line, p.reason) for p in problems] == [(2, "empty caption"), (3, "empty caption")]
+    pair = pairs[0]
+    assert pair.caption == "a dog running" and pair.alternatives == ("a running dog", "running: a dog")
+    drawn = [pair.caption_for((0, step, 0)) for step in range(60)]
+    assert set(drawn) == {"a dog running", "a running dog", "running: a dog"}
+    assert drawn == [pair.caption_for((0, step, 0)) for step in range(60)]  # a resumed run draws the same
+    single = Pair(videos / "clips" / "a.mp4", None, None, "a cat", 1)
+    assert {single.caption_for((0, step, 0)) for step in range(10)} == {"a cat"}
+
+
 def test_bad_lines_are_reported_with_their_line_numbers(videos):
     manifest = write_lines(videos / "pairs.jsonl", [
         {"video": "clips/a.mp4", "caption": "fine"},

@@ -166,6 +166,22 @@ def test_hard_negative_groups_share_colour_and_shape_and_differ_in_direction(tmp
     assert any(len({tuple(r["caption"].split()[1:3]) for r in g}) > 1 for g in groups)
 
 
+def test_phrased_captions_say_each_scene_several_ways_and_train_reads_them(tmp_path):
+    from vidsearch import data
+
+    manifest = make_dataset(tmp_path, videos=2, scenes_per_video=2, scene_seconds=0.5, size=32, seed=2, phrasings=True)
+    plain = read_manifest(make_dataset(tmp_path / "plain", videos=2, scenes_per_video=2, scene_seconds=0.5, size=32,
+                                       seed=2))
+    rows = read_manifest(manifest)
+    assert [row["caption"][0] for row in rows] == [row["caption"] for row in plain]  # the caption comes first
+    for row in rows:
+        _, color, shape, _, direction = row["caption"][0].split()
+        assert len(set(row["caption"])) == len(row["caption"]) >= 5
+        assert all(color in said and shape in said and direction in said for said in row["caption"])
+    pairs, problems = data.read_manifest(manifest)
+    assert problems == [] and [(p.caption, *p.alternatives) for p in pairs] == [tuple(r["caption"]) for r in rows]
+
+
 @pytest.mark.parametrize("manifest_name", ["pairs.jsonl", "lists/train.jsonl"])
 def test_manifest_paths_are_relative_to_the_manifest_folder(tmp_path, manifest_name):
     manifest = make_dataset(

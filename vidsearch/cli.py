@@ -549,7 +549,8 @@ def list_files(
 def train(
     ctx: typer.Context,
     manifest: Annotated[Path, typer.Argument(help="JSONL (or CSV) of {video, start?, end?, caption} lines; "
-                                                  "video paths may be relative to the manifest.", show_default=False)],
+                                                  "video paths may be relative to the manifest; a JSON caption may "
+                                                  "be a list of phrasings, one drawn each time.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Checkpoint folder to write (usable as `--model DIR`).",
                                       show_default=False)],
     val: Annotated[Optional[Path], typer.Option("--val", help="Held-out manifest: recall@K is reported on it at the end.",

@@ -20,7 +20,8 @@ from .errors import BadVideo, UsageError
 
 @dataclass(frozen=True)
 class Pair:
-    """One video span and its caption, from line `line` of a manifest; `video_duration` once load_pairs has probed it."""
+    """One video span and its caption, from line `line` of a manifest; `video_duration` once load_pairs has probed it.
+    `alternatives` are other phrasings of the caption (a manifest's list of captions after the first)."""
 
     video: Path
     start: float | None
@@ -28,6 +29,15 @@ class Pair:
     caption: str
     line: int
     video_duration: float | None = field(default=None, compare=False)
+    alternatives: tuple[str, ...] = ()
+
+    def caption_for(self, key: tuple[int, ...]) -> str:
+        """The caption a training step uses: one of the phrasings, drawn by `key` (seed, step, clip), so that a
+        resumed run draws the same."""
+        if not self.alternatives:
+            return self.caption
+        drawn = int(np.random.default_rng(key).integers(1 + len(self.alternatives)))
+        return self.caption if drawn == 0 else self.alternatives[drawn - 1]
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,8 @@ class ManifestProblem:
 
 
 def read_manifest(path: Path) -> tuple[list[Pair], list[ManifestProblem]]:
-    """Parse JSONL (or CSV with a header) lines `{"video", "start"?, "end"?, "caption"}`; video paths may be
+    """Parse JSONL (or CSV with a header) lines `{"video", "start"?, "end"?, "caption"}`, where a JSON caption may be
+    a list of phrasings (training draws one each time it takes the clip); video paths may be
     relative to the manifest's folder. Bad lines are returned as problems, never raised."""
     path = Path(path)
     try:
@@ -120,8 +131,9 @@ def _pair(manifest: Path, line: int, record: object) -> Pair:
     missing = [k for k in ("video", "caption") if k not in record]
     if missing:
         raise ValueError(f"missing key{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
-    caption = str(record["caption"]).strip()
-    if not caption:
+    captions = record["caption"] if isinstance(record["caption"], list) else [record["caption"]]
+    captions = [str(caption).strip() for caption in captions]
+    if not captions or not all(captions):
         raise ValueError("empty caption")
     start, end = (seconds_field(record, key) for key in ("start", "end"))
     if start is not None and end is not None and end <= start:
@@ -132,7 +144,7 @@ def _pair(manifest: Path, line: int, record: object) -> Pair:
         raise ValueError(f"video not found: {video}")
     if not os.access(video, os.R_OK):
         raise ValueError(f"video not readable: {video}")
-    return Pair(video=video, start=start, end=end, caption=caption, line=line)
+    return Pair(video=video, start=start, end=end, caption=captions[0], line=line, alternatives=tuple(captions[1:]))
 
 
 def seconds_field(record: dict, key: str) -> float | None:

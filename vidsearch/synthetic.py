@@ -28,6 +28,17 @@ COLORS: tuple[str, ...] = ("red", "green", "blue", "yellow")
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 DIRECTIONS: tuple[str, ...] = ("left", "right", "up", "down")
 
+# Other ways to say a scene's caption (the first), for manifests with `phrasings`: word orders and verbs vary, so
+# a model learns the colour, shape and direction rather than one sentence.
+PHRASINGS: tuple[str, ...] = (
+    "a {color} {shape} moving {direction}",
+    "a {color} {shape} that goes {direction}",
+    "the {shape} is {color} and heads {direction}",
+    "going {direction}: a {color} {shape}",
+    "{direction}ward motion of a {shape} in {color}",
+    "a {shape}, {color}, travelling {direction}",
+)
+
 # Saturated, bright shape colours; backgrounds stay dark (max channel <= ~105), so every
 # shape differs from its background by well over 100 in at least one channel.
 _RGB = {
@@ -65,6 +76,11 @@ class Scene:
     @property
     def caption(self) -> str:
         return f"a {self.color} {self.shape} moving {self.direction}"
+
+    @property
+    def phrasings(self) -> list[str]:
+        """The caption and other ways to say it, the direction first or last (PHRASINGS)."""
+        return [template.format(color=self.color, shape=self.shape, direction=self.direction) for template in PHRASINGS]
 
 
 def random_scenes(count: int, *, rng: np.random.Generator) -> list[Scene]:
@@ -270,12 +286,14 @@ def make_dataset(
     seed: int = 0,
     manifest_name: str = "pairs.jsonl",
     hard_negatives: bool = False,
+    phrasings: bool = False,
 ) -> Path:
     """Write ``videos`` mp4 files under out_dir/videos and a JSONL manifest of clip captions.
 
     Manifest "video" paths are relative to the manifest's folder. With ``hard_negatives``,
     each video's scenes come in groups sharing colour and shape that differ only in
-    direction. Returns the manifest path.
+    direction. With ``phrasings``, each caption is the list of a scene's phrasings (Scene.phrasings), of which
+    training draws one at a time. Returns the manifest path.
     """
     if videos < 1 or scenes_per_video < 1:
         raise ValueError("videos and scenes_per_video must be >= 1")
@@ -293,8 +311,11 @@ def make_dataset(
         scenes = pick(scenes_per_video, rng=rng)
         video_seed = int(rng.integers(2**31))
         path = video_dir / f"synth_{i:04d}.mp4"
-        for row in write_video(path, scenes, scene_seconds=scene_seconds, fps=fps, size=size, seed=video_seed):
+        for scene, row in zip(scenes, write_video(path, scenes, scene_seconds=scene_seconds, fps=fps, size=size,
+                                                  seed=video_seed)):
             row["video"] = Path(os.path.relpath(path, manifest.parent)).as_posix()
+            if phrasings:
+                row["caption"] = scene.phrasings
             rows.append(row)
     with manifest.open("w", encoding="utf-8") as fh:
         for row in rows:

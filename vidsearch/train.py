@@ -352,7 +352,7 @@ def _batches(dataset: ClipDataset, settings: TrainSettings, tokenizer, dist: Dis
         with contextlib.closing(dataset.batches(requests, workers=workers, depth=max(2, local))) as clips:
             for batch, frames in zip(requests(), clips):
                 video = torch.from_numpy(frames)
-                tokens = tokenizer([dataset.pairs[i].caption for i, _ in batch])
+                tokens = tokenizer([dataset.pairs[i].caption_for(key) for i, key in batch])
                 if pin:  # here, off the training thread
                     video, tokens = video.pin_memory(), tokens.pin_memory()
                 yield video, tokens
