@@ -138,7 +138,8 @@ def driver_checks(files: list[Path], out: Path, model_json: Path) -> dict:
     for f in files:
         probe(f)
     probe_s = time.perf_counter() - started
-    return {"hash_mb_per_s": size / 1e6 / hash_s, "checks_mb_per_s": size / 1e6 / checks_s, "probe_ms": 1000 * probe_s / len(files), "mb_per_file": size / 1e6 / len(files)}
+    return {"hash_mb_per_s": size / 1e6 / hash_s, "checks_mb_per_s": size / 1e6 / checks_s,
+            "probe_ms": 1000 * probe_s / len(files), "mb_per_file": size / 1e6 / len(files)}
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
-"""Indexing time with and without `--speech pocketsphinx` on a 5-minute file (issue 13).
+"""Indexing time with and without `--speech pocketsphinx` on a 5-minute file, or a library of --files (issue 13).
 
-Builds a video of --seconds (default 300: h264 160x120 at 10 fps + AAC 48 kHz mono) whose audio is espeak-ng
-speech for most of its length (bench/asr.py's sentences and voices, one after the other, 0.7 s apart), and a
+Builds a video of --seconds (default 300: h264 160x120 at 10 fps + AAC 48 kHz mono; cut into --files videos of
+equal length, a library, when --files > 1) whose audio is espeak-ng speech for most of its length (bench/asr.py's
+sentences and voices, one after the other, 0.7 s apart), and a
 2-second clip with one spoken sentence for the fixed cost of a run. Then, alternating, --repeat times each:
 - `vidsearch index VIDEO --index FRESH --model M --device cpu [--workers 0]` as a subprocess, without and with
   `--speech pocketsphinx` (a fresh index every run);
@@ -20,7 +21,7 @@ Wall times are the best of --repeat; CPU s is the user + system time of the proc
 machine is shared: each run starts in a quiet moment (other work below 0.3 cores over 3 s, waiting up to 3 min), and
 "others' CPU s" is what the rest of the machine used during the run (/proc/stat less this run's CPU).
 
-usage: python bench/speech_index.py [--seconds 300] [--repeat 2] [--models tiny clip-b32] [--out bench-out/speech-index]
+usage: python bench/speech_index.py [--seconds 300] [--files 1] [--repeat 2] [--models tiny clip-b32] [--out bench-out/speech-index]
 """
 
 from __future__ import annotations
@@ -82,19 +83,25 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def make_videos(folder: Path, seconds: float) -> tuple[Path, Path, float, int]:
-    """The long video (speech from OFFSET to near its end) and a 2 s clip with one sentence, written once; the long
-    one's seconds of speech and words."""
+def make_videos(folder: Path, seconds: float, files: int) -> tuple[list[Path], Path, float, int]:
+    """The long input (speech from OFFSET to near its end), as one video or cut into `files` videos of equal length,
+    and a 2 s clip with one sentence, written once; the long input's seconds of speech and words."""
     folder.mkdir(parents=True, exist_ok=True)
-    long, short = folder / "long" / "talk.mp4", folder / "short" / "clip.mp4"
+    short = folder / "short" / "clip.mp4"
     # build_speech overshoots its minutes by up to a sentence and a 2 s pause per voice: aim 20 s short
     speech, blocks = build_speech((seconds - OFFSET - 20.0) / 60)
     speech = speech[: round((seconds - OFFSET - 0.5) * 48000)]
-    if not long.is_file():
-        write_speech_video(long, speech, offset=OFFSET, seconds=seconds)
+    if files == 1:
+        longs = [folder / "long" / "talk.mp4"]
+    else:
+        longs = [folder / f"long-{files}" / f"talk-{i}.mp4" for i in range(files)]
+    each = len(speech) // len(longs)
+    for i, long in enumerate(longs):
+        if not long.is_file():
+            write_speech_video(long, speech[i * each:(i + 1) * each], offset=OFFSET, seconds=seconds / len(longs))
     if not short.is_file():
         write_speech_video(short, speak("The quick brown fox."), offset=0.2, seconds=2.0)
-    return long, short, len(speech) / 48000, sum(len(words) for _, words, _ in blocks)
+    return longs, short, len(speech) / 48000, sum(len(words) for _, words, _ in blocks)
 
 
 def run_index(video: Path, index: Path, model: str, *, speech: bool, workers: int | None) -> dict:
@@ -119,8 +126,8 @@ def run_index(video: Path, index: Path, model: str, *, speech: bool, workers: in
     return {"wall": wall, "cpu": cpu, "lines": lines, "load": load(), "others": max(0.0, busy - cpu), "waited": waited}
 
 
-def decode_encode(video: Path, model: str, repeat: int) -> dict:
-    """Best (wall, CPU) of decoding the file alone and of encoding its windows alone, as `index` cuts them."""
+def decode_encode(videos: list[Path], model: str, repeat: int) -> dict:
+    """Best (wall, CPU) of decoding the files alone and of encoding their windows alone, as `index` cuts them."""
     import logging
 
     import torch
@@ -134,11 +141,12 @@ def decode_encode(video: Path, model: str, repeat: int) -> dict:
     logging.disable(logging.WARNING)  # open_clip's "no pretrained weights loaded": random weights cost the same
     encoder = Encoder(config, registry.build_model(config, load_pretrained=False), torch.device("cpu"))
     logging.disable(logging.NOTSET)
-    job = DecodeJob(0, video, config.fps, encoder.image_size, config.window, IndexSettings().deblock)
+    jobs = [DecodeJob(0, video, config.fps, encoder.image_size, config.window, IndexSettings().deblock)
+            for video in videos]
     decodes, encodes, windows = [], [], []
     encoder.encode_clips([np.zeros((2, encoder.image_size, encoder.image_size, 3), np.uint8)])  # warm-up
     for _ in range(repeat):
-        wall, cpu, events = timed(lambda: list(job_events(job)))
+        wall, cpu, events = timed(lambda: [event for job in jobs for event in job_events(job)])
         decodes.append((wall, cpu))
         windows = [e.frames for e in events if isinstance(e, Window)]
         wall, cpu, _ = timed(lambda: [encoder.encode_clips([w]) for w in windows])  # noqa: B023 (called at once)
@@ -150,6 +158,7 @@ def decode_encode(video: Path, model: str, repeat: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=300.0, help="length of the video")
+    parser.add_argument("--files", type=int, default=1, help="cut the long video into this many files (a library)")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each; the best wall time is reported")
     parser.add_argument("--models", nargs="+", default=["tiny", "clip-b32"])
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 0], help="--workers values (1 is the default)")
@@ -169,8 +178,10 @@ def main() -> None:
                                                                              text=True).stdout.strip()
     if "clip-b32" in args.models:
         fill_hf_cache(out / "hf")
-    long, short, speech_seconds, words = make_videos(out / "videos", args.seconds)
-    print(f"video: {long} ({long.stat().st_size / 2**20:.1f} MiB), {args.seconds:.0f} s, {speech_seconds:.0f} s of "
+    longs, short, speech_seconds, words = make_videos(out / "videos", args.seconds, args.files)
+    long = longs[0] if len(longs) == 1 else longs[0].parent  # what `index` is given
+    print(f"video: {long} ({sum(f.stat().st_size for f in longs) / 2**20:.1f} MiB in {len(longs)} files), "
+          f"{args.seconds:.0f} s, {speech_seconds:.0f} s of "
           f"espeak-ng speech ({words} words) from {OFFSET} s; clip {short} (2 s); load {load_before}", flush=True)
 
     from vidsearch import text_sources as ts
@@ -195,23 +206,24 @@ def main() -> None:
         wall, _, engine = timed(lambda: ts.speech_engine(ENGINE))
         engine_load.append(wall)
         busy = busy_seconds()
-        wall, cpu, text = timed(lambda: ts.read_speech(long, engine))  # noqa: B023 (called at once)
+        wall, cpu, texts = timed(lambda: [ts.read_speech(f, engine) for f in longs])  # noqa: B023 (called at once)
         others = max(0.0, busy_seconds() - busy - cpu)
-        assert not text.problems, text.problems
+        assert not any(text.problems for text in texts), [text.problems for text in texts]
         asr.append((wall, cpu, others))
-        print(f"  {ENGINE} alone: {wall:.1f} s, CPU {cpu:.1f} s, {len(text.lines)} lines, others' CPU {others:.1f} s "
+        print(f"  {ENGINE} alone, one file after the other: {wall:.1f} s, CPU {cpu:.1f} s, "
+              f"{sum(len(text.lines) for text in texts)} lines, others' CPU {others:.1f} s "
               f"(load {load()})", flush=True)
     refs = {}
     for model in args.models:
         wait_quiet()
-        refs[model] = decode_encode(long, model, args.repeat)
+        refs[model] = decode_encode(longs, model, args.repeat)
         print(f"  {model}: decode alone {refs[model]['decode'][0]:.1f} s, encode alone {refs[model]['encode'][0]:.1f} s "
               f"(windows {refs[model]['windows']})", flush=True)
     import torch
 
     import vidsearch
 
-    data = {"seconds": args.seconds, "repeat": args.repeat, "models": args.models, "workers": args.workers,
+    data = {"seconds": args.seconds, "files": args.files, "repeat": args.repeat, "models": args.models, "workers": args.workers,
             "speech_seconds": speech_seconds, "words": words, "uptime": uptime, "load_before": load_before,
             "load_after": load(), "total": time.perf_counter() - began,
             "machine": f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
@@ -235,7 +247,9 @@ def report(data: dict) -> None:
     print(f"\nmachine: {data['machine']}")
     print(f"uptime before: {data['uptime']}\nload average {data['load_before']} before, {data['load_after']} after; "
           f"whole run {data['total']:.0f} s")
-    print(f"video: {seconds:.0f} s, h264 160x120 at 10 fps + AAC 48 kHz mono, {data['speech_seconds']:.0f} s of speech "
+    files = data.get("files", 1)
+    print(f"video: {seconds:.0f} s{f' in {files} files' if files > 1 else ''}, h264 160x120 at 10 fps + AAC 48 kHz "
+          f"mono, {data['speech_seconds']:.0f} s of speech "
           f"({data['words']} script words); best of {data['repeat']} by wall time (all runs listed); a fresh index each "
           "run\n")
     best_asr = min(asr)
@@ -265,6 +279,7 @@ def report(data: dict) -> None:
                     key = (name, model, workers, speech)
                     run, ratio = best(key), best(key)["wall"] / best((name, model, workers, False))["wall"]
                     label = "2 s clip (fixed cost)" if name == "short" else f"{seconds:.0f} s talk"
+                    label += f" in {files} files" if name != "short" and files > 1 else ""
                     walls = " ".join(f"{x['wall']:.1f} ({x.get('others', float('nan')):.0f})" for x in runs[key])
                     print(f"| {model} | {label} | {workers} | {ENGINE if speech else 'off'} | {run['wall']:.1f} | "
                           f"{walls} | {run['cpu']:.1f} | {run['lines']} | "

@@ -20,7 +20,7 @@ from media import add_speech, speak, write_garbled_audio_video, write_speech_vid
 
 from vidsearch.db import VideoTextRecord
 from vidsearch.errors import UsageError
-from vidsearch.text_index import KINDS, Sidecars, kinds_to_read, record, speech_name, stamp_of
+from vidsearch.text_index import KINDS, Sidecars, TextReader, kinds_to_read, record, speech_name, stamp_of, text_workers
 from vidsearch.text_sources import TextLine, TextNote, TextProblem, VideoText
 
 TINY = ("--model", "tiny", "--device", "cpu")
@@ -104,6 +104,29 @@ def test_record_gives_one_row_per_source_with_its_lines_language_problem_and_not
         ("speech:pocketsphinx", "en", 1, None, None),
     ]
     assert record(VideoText(), stamp) == VideoTextRecord([], [], stamp)
+
+
+def test_pocketsphinx_reads_files_side_by_side_one_worker_per_core(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert text_workers("pocketsphinx") == 4 and TextReader("pocketsphinx").workers == 4
+    assert text_workers(None) == text_workers("whisper-small") == 1  # subtitles are quick; whisper has its threads
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert text_workers("pocketsphinx") == 1
+
+
+def test_texts_read_side_by_side_come_back_to_their_own_files(tmp_path):
+    said = {"fox.mp4": "the quick brown fox", "dog.mp4": "a lazy dog sleeps", "cat.mp4": "yellow cat"}
+    videos = [write_speech_video(tmp_path / name, speak(words), offset=0.3, seconds=2.5) for name, words in said.items()]
+    for video in videos:
+        video.with_suffix(".srt").write_text(f"1\n00:00:00,100 --> 00:00:01,000\n{video.stem} subtitle\n")
+    reader = TextReader("pocketsphinx")
+    assert reader.workers >= 2 or os.cpu_count() == 1
+    futures = [reader.submit(video, KINDS) for video in videos]
+    for video, future in zip(videos, futures):
+        text = future.result()
+        assert [line.text for line in text.lines if line.source.startswith("sidecar")] == [f"{video.stem} subtitle"]
+        assert any(line.source == "speech:pocketsphinx" for line in text.lines)
+    reader.close()
 
 
 def test_sidecar_stamps_list_each_folder_once_and_look_at_each_file_every_time(tmp_path, monkeypatch):

@@ -301,11 +301,11 @@ class Indexer:
             return
         from .decode_workers import DecodeJob, Finished, Started, Window, decode_all
 
+        stamps = [stamp_of(path, self.text.speech, self.sidecars) for path, _, _ in files]
+        texts = [self.text.submit(path, KINDS) for path, _, _ in files]  # read beside loading, decoding and encoding
         encoder, settings = self.encoder, self.settings
         jobs = [DecodeJob(key, path, settings.fps, encoder.image_size, settings.window, settings.deblock)
                 for key, (path, _, _) in enumerate(files)]
-        stamps = [stamp_of(path, self.text.speech, self.sidecars) for path, _, _ in files]
-        texts = [self.text.submit(path, KINDS) for path, _, _ in files]  # read beside decoding and encoding
         infos: dict[int, Started] = {}
         segments: dict[int, list[Segment]] = {}
         batch: list[Window] = []  # windows of one length waiting to be encoded together

@@ -110,16 +110,24 @@ def record(text, stamp: dict) -> VideoTextRecord:
     return VideoTextRecord(list(text.lines), [tuple(row) for row in rows.values()], stamp)
 
 
+def text_workers(speech: str | None) -> int:
+    """Worker processes that read text: one per core with pocketsphinx, which runs on one thread and is the slow part
+    of a run (files are transcribed side by side, beside encoding); else one (subtitles are quick, and whisper
+    runs threads of its own or on the GPU)."""
+    return max(1, os.cpu_count() or 1) if speech == "pocketsphinx" else 1
+
+
 class TextReader:
-    """Reads videos' text in a worker process of its own (decode_workers' TextJob), in the order asked, so that
-    speech recognition overlaps video decoding and encoding (in a thread of this process, pocketsphinx held the
-    GIL: 7% of it overlapped) and a crashing subtitle or audio decoder costs only that file's text."""
+    """Reads videos' text in worker processes of its own (decode_workers' TextJob; `text_workers`), so that speech
+    recognition overlaps video decoding and encoding (in a thread of this process, pocketsphinx held the GIL: 7% of
+    it overlapped) and a crashing subtitle or audio decoder costs only that file's text."""
 
     def __init__(self, speech: str | None):
         self.speech = speech
+        self.workers = text_workers(speech)
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._futures: dict[int, tuple[Future, Path, frozenset[str]]] = {}
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._failed: BaseException | None = None  # what stopped the reader: every later text raises it too
 
     def submit(self, video: Path, kinds: Iterable[str]) -> Future:
@@ -132,9 +140,11 @@ class TextReader:
         kinds = frozenset(kinds)
         self._futures[key] = (future, video, kinds)
         self._jobs.put(TextJob(key, video, kinds, self.speech if "speech" in kinds else None))
-        if self._thread is None:  # a daemon: Ctrl-C does not wait for a long transcription to end
-            self._thread = threading.Thread(target=self._run, name="vidsearch-text", daemon=True)
-            self._thread.start()
+        if not self._threads:  # daemons: Ctrl-C does not wait for a long transcription to end
+            self._threads = [threading.Thread(target=self._run, name=f"vidsearch-text-{i}", daemon=True)
+                             for i in range(self.workers)]
+            for thread in self._threads:
+                thread.start()
         return future
 
     def read(self, video: Path, kinds: Iterable[str]):
@@ -142,18 +152,22 @@ class TextReader:
         return self.submit(video, kinds).result()
 
     def close(self) -> None:
-        """Let the thread go once the texts asked for are read (after a failed or interrupted run, the process's
-        exit stops it instead: this would wait for a transcription to end)."""
-        if self._thread is not None:
+        """Let the threads go once the texts asked for are read (after a failed or interrupted run, the process's
+        exit stops them instead: this would wait for a transcription to end)."""
+        for _ in self._threads:
             self._jobs.put(None)
-            self._thread.join()
-            self._thread = None
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
 
     def _feed(self) -> Iterator[TextJob]:
         while (job := self._jobs.get()) is not None:
             yield job
 
     def _run(self) -> None:
+        """One worker's texts. Each thread runs a pool of one worker, which takes the next job from the shared queue
+        only once its own is done: a pool of several would wait for a job that is not yet asked for (it reads its
+        jobs one ahead) while holding the texts of jobs its other workers finished."""
         read: dict[int, object] = {}
         try:
             for event in decode_all(self._feed(), workers=1, depth=4):
