@@ -135,6 +135,33 @@ def training_batches(pairs, *, rank=0, world=1, workers=1, pin=False, steps=6, b
     return _batches(dataset, settings, tokenizer, dist, start=1, total=1 + steps, per_epoch=per_epoch, workers=workers, pin=pin)
 
 
+def test_training_draws_one_of_a_clip_s_phrasings_per_step_the_same_on_every_run(folder):
+    from dataclasses import replace
+
+    pairs = [replace(p, alternatives=(f"{p.caption} (again)", f"{p.caption} (once more)")) for p in pairs_in(folder)]
+    settings = TrainSettings(manifest="unused", out="unused", batch_size=8, frames=CLIP["frames"], fps=CLIP["fps"], seed=5)
+    dataset = ClipDataset(pairs, **CLIP, cache=False)
+    per_epoch = len(epoch_batches(pairs, 8, np.random.default_rng(0), group_by_video=False))
+
+    def said_in_a_run() -> list[str]:
+        said = []
+
+        def tokenizer(captions):
+            said.extend(captions)
+            return torch.zeros(len(captions))
+
+        list(_batches(dataset, settings, tokenizer, SimpleNamespace(rank=0, world=1), start=1, total=7,
+                      per_epoch=per_epoch, workers=0, pin=False))
+        return said
+
+    said = said_in_a_run()
+    phrasings = {text for p in pairs for text in (p.caption, *p.alternatives)}
+    assert len(said) == 48 and set(said) <= phrasings
+    assert {text.endswith("(again)") for text in said} == {True, False}  # both the caption and the others are drawn
+    assert any(text.endswith("(once more)") for text in said)
+    assert said_in_a_run() == said
+
+
 def test_each_rank_gets_its_share_of_the_same_global_batch(folder):
     pairs = pairs_in(folder)
     whole = list(training_batches(pairs, workers=0))
