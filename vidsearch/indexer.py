@@ -222,51 +222,52 @@ class Indexer:
 
     def check_files(self, paths: list[Path], *,
                     retry_failed: bool = False) -> Iterator[FileResult | tuple[Path, os.stat_result, str]]:
-        """check_file for each path, in order, with the content of new and changed files hashed a few files ahead
-        in threads (hashlib lets go of the GIL): one thread hashed at 570 MB/s, the ceiling of a cluster run's
-        driver (bench/RESULTS.md)."""
+        """check_file for each path, in order, with each file looked at (record and stat) a few files ahead and the
+        content of new and changed ones hashed there in threads (hashlib lets go of the GIL): one thread hashed at
+        570 MB/s, the ceiling of a cluster run's driver (bench/RESULTS.md). A check writes only its own file's row,
+        so a look taken ahead is still the file's when its turn comes."""
         from concurrent.futures import ThreadPoolExecutor
 
         threads = min(MAX_HASH_THREADS, os.cpu_count() or 1)
         pool = ThreadPoolExecutor(threads, thread_name_prefix="vidsearch-hash")
         try:
-            hashes, looked = {}, 0
+            looks, hashes, looked = {}, {}, 0
             for at, path in enumerate(paths):
                 while looked < min(len(paths), at + 2 * threads):
-                    if self._content_to_check(paths[looked]):
+                    looks[looked] = self._look(paths[looked])
+                    if _changed(*looks[looked]):
                         hashes[looked] = pool.submit(file_hash, paths[looked])
                     looked += 1
-                ahead = hashes.pop(at, None)
-                yield self.check_file(path, retry_failed=retry_failed, content_hash=ahead.result if ahead else None)
+                digest = hashes.pop(at, None)
+                yield self.check_file(path, retry_failed=retry_failed, look=looks.pop(at),
+                                      content_hash=digest.result if digest else None)
         finally:
             pool.shutdown(cancel_futures=True)  # a caller that stops early waits only for the hashes under way
 
-    def _content_to_check(self, path: Path) -> bool:
-        """Whether check_file will hash `path`: its size or time differ from the indexed file's (a guess, only for
-        reading ahead: check_file decides)."""
-        previous = self.index.db.video(str(path)) if _is_utf8(str(path)) else None
+    def _look(self, path: Path) -> tuple[dict | None, os.stat_result | OSError]:
+        """The file's indexed row (None if it has none or its name is not UTF-8) and its stat now (or why not)."""
+        name = str(path)
+        previous = self.index.db.video(name) if _is_utf8(name) else None
         try:
-            stat = path.stat()
-        except OSError:
-            return False
-        return not (previous and previous["size"] == stat.st_size and previous["mtime"] == stat.st_mtime)
+            return previous, path.stat()
+        except OSError as exc:
+            return previous, exc
 
-    def check_file(self, path: Path, *, retry_failed: bool = False,
+    def check_file(self, path: Path, *, retry_failed: bool = False, look: tuple | None = None,
                    content_hash: Callable[[], str] | None = None) -> FileResult | tuple[Path, os.stat_result, str]:
         """Settle a file without decoding it when possible (unchanged, failed, renamed); otherwise return
-        (path, stat, content hash) for encoding. `content_hash` gives the hash read ahead, if it was."""
+        (path, stat, content hash) for encoding. `look` (from _look) and `content_hash` (the hash read ahead) are
+        given when check_files took them ahead."""
         name = str(path)
         if not _is_utf8(name):  # SQLite stores text as UTF-8: such a name cannot be recorded
             return FileResult(printable(name), "failed", "file name is not valid UTF-8; rename the file to index it")
-        previous = self.index.db.video(name)
-        try:
-            stat = path.stat()
-        except OSError as exc:
-            reason = f"cannot read: {exc.strerror or exc}"
+        previous, stat = look or self._look(path)
+        if isinstance(stat, OSError):
+            reason = f"cannot read: {stat.strerror or stat}"
             if previous and previous["status"] == "failed" and previous["error"] == reason and not retry_failed:
                 return FileResult(name, "earlier_failure", reason)
             return self._fail(name, 0, 0.0, reason)
-        if previous and previous["size"] == stat.st_size and previous["mtime"] == stat.st_mtime:
+        if not _changed(previous, stat):
             if previous["status"] == "ok" or (previous["status"] == "partial" and not retry_failed):
                 return self._check_text(path, retry_failed=retry_failed)
             if not retry_failed:
@@ -453,6 +454,14 @@ def _text_outcome(text: VideoTextRecord) -> dict[str, tuple[str, ...]]:
 
     return {"text_problems": joined((source, problem) for source, _, _, problem, _ in text.sources if problem),
             "text_notes": joined((source, note) for source, _, _, _, note in text.sources if note)}
+
+
+def _changed(previous: dict | None, stat: os.stat_result | OSError) -> bool:
+    """Whether a looked-at file (Indexer._look) differs from its indexed row by size or time, or was never indexed:
+    then its content is hashed (an unreadable file is settled without it)."""
+    if isinstance(stat, OSError):
+        return False
+    return not (previous and previous["size"] == stat.st_size and previous["mtime"] == stat.st_mtime)
 
 
 def _is_utf8(name: str) -> bool:
