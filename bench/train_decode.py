@@ -50,7 +50,7 @@ def data_only(pairs, tokenizer, *, size: int, frames: int, batch: int, steps: in
     started = time.perf_counter()
     batches = training._batches(dataset, settings, tokenizer, Distributed("cpu"), start=0, total=steps, per_epoch=per_epoch,
                                 workers=workers, pin=False)
-    clips = sum(video.shape[0] for video, _ in batches)
+    clips = sum(batch.video.shape[0] for batch in batches)
     return clips / (time.perf_counter() - started)
 
 

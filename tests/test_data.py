@@ -52,6 +52,23 @@ def test_a_caption_may_be_a_list_of_phrasings_and_training_draws_one_per_step(vi
     assert {single.caption_for((0, step, 0)) for step in range(10)} == {"a cat"}
 
 
+def test_pairs_captioned_alike_share_a_caption_id_in_every_process(videos):
+    import subprocess
+    import sys
+
+    video = videos / "clips" / "a.mp4"
+    dog, also_dog = Pair(video, 0.0, 4.0, "a dog", 1), Pair(videos / "clips" / "b.mp4", 2.0, 9.0, "a dog", 7)
+    listed = Pair(video, None, None, "a dog", 2, alternatives=("a running dog",))
+    assert dog.caption_id == also_dog.caption_id  # the span, the video and the line do not matter
+    assert len({dog.caption_id, listed.caption_id, Pair(video, None, None, "a cat", 3).caption_id,
+                Pair(video, None, None, "a running dog", 4, alternatives=("a dog",)).caption_id}) == 4
+    # torchrun ranks are separate processes with their own string hashing: ids must not depend on it
+    code = "from vidsearch.data import Pair; print(Pair('v', None, None, 'a dog', 1, alternatives=('a running dog',)).caption_id)"
+    ids = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**__import__("os").environ, "PYTHONHASHSEED": seed}).stdout.strip() for seed in ("1", "2")}
+    assert ids == {str(listed.caption_id)}
+
+
 def test_bad_lines_are_reported_with_their_line_numbers(videos):
     manifest = write_lines(videos / "pairs.jsonl", [
         {"video": "clips/a.mp4", "caption": "fine"},
@@ -238,6 +255,34 @@ def test_contrastive_loss_rewards_alignment_and_is_symmetric():
     assert aligned < shuffled
     y = torch.randn(8, 16)
     torch.testing.assert_close(loss(x, y, scale), loss(y, x, scale))
+
+
+def test_pairs_captioned_alike_are_not_each_other_s_negatives():
+    """Clips 0 and 2 share a caption: with ids, each row's softmax leaves out the other one (and only that), in both
+    directions; with all ids distinct, the loss is the plain one."""
+    torch.manual_seed(0)
+    video, text, scale = torch.randn(4, 8), torch.randn(4, 8), torch.tensor(math.log(10.0))
+    loss = ContrastiveLoss()
+    assert loss(video, text, scale, torch.tensor([5, 6, 7, 8])) == loss(video, text, scale)
+
+    v, t = torch.nn.functional.normalize(video, dim=-1), torch.nn.functional.normalize(text, dim=-1)
+    def one_way(a, b):  # rows of a against the columns of b they may be scored against
+        logits = 10.0 * a @ b.T
+        kept = [[0, 1, 3], [0, 1, 2, 3], [1, 2, 3], [0, 1, 2, 3]]
+        return sum(torch.logsumexp(logits[i, kept[i]], 0) - logits[i, i] for i in range(4)) / 4
+    expected = (one_way(v, t) + one_way(t, v)) / 2
+    got = loss(video, text, scale, torch.tensor([5, 6, 5, 8]))
+    torch.testing.assert_close(got, expected)
+    assert got < loss(video, text, scale)
+
+    video.requires_grad_(True)
+    loss(video, text, scale, torch.tensor([5, 6, 5, 8])).backward()
+    moved = video.grad.clone()
+    video.grad = None
+    shifted = text.clone()
+    shifted[2] += 3.0  # the text of clip 2 no longer matters to clip 0's row
+    loss(video, shifted, scale, torch.tensor([5, 6, 5, 8])).backward()
+    torch.testing.assert_close(video.grad[0], moved[0])
 
 
 def test_temperature_is_clamped():

@@ -167,8 +167,10 @@ def test_each_rank_gets_its_share_of_the_same_global_batch(folder):
     whole = list(training_batches(pairs, workers=0))
     halves = [list(training_batches(pairs, rank=rank, world=2, workers=1)) for rank in (0, 1)]
     assert len(whole) == 6
-    for (video, tokens), first, second in zip(whole, *halves, strict=True):
-        assert torch.equal(video, torch.cat([first[0], second[0]])) and torch.equal(tokens, torch.cat([first[1], second[1]]))
+    assert {i for batch in whole for i in batch.captions.tolist()} <= {p.caption_id for p in pairs}
+    for batch, first, second in zip(whole, *halves, strict=True):
+        for got, one, two in zip(batch, first, second, strict=True):  # clips, tokens, caption ids
+            assert torch.equal(got, torch.cat([one, two]))
 
 
 def test_batches_are_page_locked_off_the_training_thread_when_asked(folder, monkeypatch):
@@ -188,9 +190,9 @@ def test_batches_are_page_locked_off_the_training_thread_when_asked(folder, monk
     monkeypatch.setattr(torch.Tensor, "pin_memory", pin_memory)
     got = list(training_batches(pairs, pin=True))
     assert len(pinned) == 2 * len(got) == 12 and threading.current_thread() not in threads
-    for (video, tokens), (want_video, want_tokens) in zip(got, plain, strict=True):
+    for (video, tokens, captions), want in zip(got, plain, strict=True):
         assert any(video is p for p in pinned) and any(tokens is p for p in pinned)
-        assert torch.equal(video, want_video) and torch.equal(tokens, want_tokens)
+        assert all(torch.equal(a, b) for a, b in zip((video, tokens, captions), want, strict=True))
 
 
 def test_stopping_early_stops_the_workers(folder):

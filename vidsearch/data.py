@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import json
 import math
 import os
@@ -30,6 +31,13 @@ class Pair:
     line: int
     video_duration: float | None = field(default=None, compare=False)
     alternatives: tuple[str, ...] = ()
+
+    @property
+    def caption_id(self) -> int:
+        """The same number for pairs captioned alike (the same caption, or the same list of phrasings), on every run
+        and process: training never scores such pairs as each other's negatives."""
+        said = "\x1f".join((self.caption, *self.alternatives)).encode()
+        return int.from_bytes(hashlib.blake2b(said, digest_size=8).digest(), "little", signed=True)
 
     def caption_for(self, key: tuple[int, ...]) -> str:
         """The caption a training step uses: one of the phrasings, drawn by `key` (seed, step, clip), so that a

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -300,15 +301,15 @@ def train(settings: TrainSettings, *, resume: bool = False, given: Collection[st
                        pin=pin)
     started, clips = time.perf_counter(), 0
     with contextlib.closing(batches):  # however the loop ends, the decode workers stop
-        for video, tokens in batches:
+        for batch in batches:
             lr = get_lr(step, base=settings.lr, warmup=warmup, total=total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             torch.manual_seed(settings.seed * 1_000_003 + step * 101 + dist.rank)  # this step's token mask
-            video, tokens = video.to(dist.device, non_blocking=pin), tokens.to(dist.device, non_blocking=pin)
+            video, tokens = batch.video.to(dist.device, non_blocking=pin), batch.tokens.to(dist.device, non_blocking=pin)
             with autocast(dist.device):
                 video_emb, text_emb = network(model.normalize_frames(video), tokens, keep_ratio=keep_ratio)
-            loss = loss_fn(video_emb, text_emb, model.logit_scale)
+            loss = loss_fn(video_emb, text_emb, model.logit_scale, batch.captions.to(dist.device))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
@@ -331,10 +332,18 @@ def train(settings: TrainSettings, *, resume: bool = False, given: Collection[st
     return settings
 
 
+class Batch(NamedTuple):
+    """One step's share of this rank: uint8 clips, caption tokens, and the pairs' caption ids (Pair.caption_id)."""
+
+    video: torch.Tensor
+    tokens: torch.Tensor
+    captions: torch.Tensor
+
+
 def _batches(dataset: ClipDataset, settings: TrainSettings, tokenizer, dist: Distributed, *, start: int, total: int,
-             per_epoch: int, workers: int, pin: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(uint8 clips, caption tokens) for steps start..total-1 on this rank, two batches ahead: decoded in `workers`
-    processes (0: a thread of this one) and put together in a thread; page-locked when `pin`."""
+             per_epoch: int, workers: int, pin: bool) -> Iterator[Batch]:
+    """This rank's batches for steps start..total-1, two batches ahead: decoded in `workers` processes (0: a thread
+    of this one) and put together in a thread; clips and tokens page-locked when `pin`."""
     local = settings.batch_size // dist.world
 
     def requests() -> Iterator[list[tuple[int, tuple[int, int, int]]]]:
@@ -348,14 +357,14 @@ def _batches(dataset: ClipDataset, settings: TrainSettings, tokenizer, dist: Dis
             mine = order[position][dist.rank * local:(dist.rank + 1) * local]
             yield [(i, (settings.seed, step, i)) for i in mine]
 
-    def make() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def make() -> Iterator[Batch]:
         with contextlib.closing(dataset.batches(requests, workers=workers, depth=max(2, local))) as clips:
             for batch, frames in zip(requests(), clips):
                 video = torch.from_numpy(frames)
                 tokens = tokenizer([dataset.pairs[i].caption_for(key) for i, key in batch])
                 if pin:  # here, off the training thread
                     video, tokens = video.pin_memory(), tokens.pin_memory()
-                yield video, tokens
+                yield Batch(video, tokens, torch.tensor([dataset.pairs[i].caption_id for i, _ in batch], dtype=torch.int64))
 
     return prefetch(make(), depth=2)
 
