@@ -89,6 +89,39 @@ def searcher(index, monkeypatch):
     return Searcher(index, device="cpu")
 
 
+@pytest.mark.parametrize("scale", ["segment", "window", "auto"])
+def test_asking_for_fewer_hits_returns_the_first_of_the_same_ranking(tmp_path, monkeypatch, scale):
+    """40 videos of 12 segments and 3 windows with random cosines: -k 1..9 give the first hits of -k 10, the same spans
+    with the same scores (the candidates, which set the scores' spread and how far moments grow, do not shrink)."""
+    from vidsearch import registry
+    from vidsearch.db import Segment, VideoTextRecord
+    from vidsearch.indexdir import IndexDir
+    from vidsearch.search import Searcher
+
+    index = IndexDir(tmp_path / "index", create=True)
+    dim = registry.embedding_dim(registry.resolve("tiny")[0])
+    index.db.set_setting("model", {"spec": "tiny", "fingerprint": registry.fingerprint("tiny"), "name": "tiny", "dim": dim,
+                                   "weights": None})
+    index.db.set_setting("settings", {"fps": 1.0, "window": 16, "segment": 4.0})
+    rng = np.random.default_rng(0)
+    for v in range(40):
+        segments = [Segment("segment", 4.0 * i, 4.0 * i + 4, unit(dim, c)) for i, c in enumerate(rng.uniform(-0.2, 0.9, 12))]
+        segments += [Segment("window", 16.0 * i, 16.0 * i + 16, unit(dim, c)) for i, c in enumerate(rng.uniform(-0.2, 0.9, 3))]
+        index.db.save_video(path=f"/v/{v}.mp4", size=1, mtime=0.0, hash=str(v), duration=48.0, fps=1.0, frames=48,
+                            segments=segments, text=VideoTextRecord([], [], {}))
+    monkeypatch.setattr(Searcher, "query_vector", lambda self, terms: unit(dim, 1.0)[None])
+    searcher = Searcher(index, device="cpu")
+
+    def ranked(k):
+        return [(m.path, m.start, m.end, round(m.score, 6)) for m in searcher.search(parse_query("x"), k=k, scale=scale,
+                                                                                     mode="visual")]
+
+    ten = ranked(10)
+    assert len(ten) == 10
+    for k in range(1, 10):
+        assert ranked(k) == ten[:k], k
+
+
 def found(moments):
     return [(m.path[3], m.start, m.end, m.text.line if m.text else None) for m in moments]
 

@@ -16,6 +16,11 @@ from .text_search import TextMatch, search_text
 
 MODES = ("visual", "speech", "both", "auto")
 SCALES = ("segment", "window", "auto")
+# The fewest candidates a search takes, whatever k: the 10*k segments and 2*k windows it takes for k = 10 (query's
+# default). A smaller k then ranks the same moments and returns the first of them: the candidates set the scores'
+# spread and how far moments grow, so fewer of them for -k 1 would change even the first hit.
+SEGMENT_CANDIDATES = 100
+WINDOW_CANDIDATES = 20
 
 
 @dataclass(frozen=True)
@@ -242,14 +247,14 @@ class Searcher:
         only = self.index.db.segment_ids_of(video_ids) if video_ids is not None else None
         if only is not None and not len(only):
             return []
-        scores, ids = self.vectors.search(query, max(50, 10 * k), only=only)
+        scores, ids = self.vectors.search(query, max(SEGMENT_CANDIDATES, 10 * k), only=only)
         found = scores[0][ids[0] >= 0]
         spread = float(found[0] - np.median(found)) if len(found) else 0.0
         regions = []
         rows, vectors = self.index.db.window_rows(dim, video_ids=video_ids)
         window_scores = vectors @ query[0]
         if len(rows):
-            regions += [Region(*rows[i][:2], rows[i][2], rows[i][3]) for i in np.argsort(-window_scores)[: max(10, 2 * k)]]
+            regions += [Region(*rows[i][:2], rows[i][2], rows[i][3]) for i in np.argsort(-window_scores)[: max(WINDOW_CANDIDATES, 2 * k)]]
         if scale == "auto":
             reach = longest * segment
             regions += [Region(row["video_id"], row["path"], row["start"] - reach, row["end"] + reach)
@@ -278,7 +283,7 @@ class Searcher:
             only = self.index.db.segment_ids_of(video_ids)
             if not len(only):
                 return []
-        wanted = max(50, 10 * k)
+        wanted = max(SEGMENT_CANDIDATES, 10 * k)
         while True:  # widen the search until k moments survive grouping and the score floor, or nothing is left
             scores, ids = self.vectors.search(query, wanted, only=only)
             rows = self.index.db.segments(ids[0].tolist())
