@@ -23,7 +23,7 @@ Chance: R@K IoU>=0.5 when the top K hits are K different segments of the 4-s gri
 Search variants (SEARCHES): `--scale segment`, `window` and `auto` (multi-scale), each with every query quoted whole
 (so "A, then B" is searched as one text, as before sequence queries) or, for the `+ sequence` ones, as written.
 
-usage: python bench/long_form.py [--videos 24] [--seed 1] [--steps 1500] [--models joint,frame,joint+long,joint-phrased,...]
+usage: python bench/long_form.py [--videos 24] [--seed 1] [--steps 1500] [--train-videos 300] [--models joint,frame,joint+long,joint-phrased,...]
                                  [--model joint=DIR] [--long-videos 150] [--searches segment,...] [--out bench-out/long-form]
 """
 
@@ -95,11 +95,12 @@ MODELS: dict[str, Recipe] = {
 }
 TRAIN = ["--batch-size", "32", "--lr", "1e-3", "--group-by-video", "--checkpoint-every", "500",
          "--device", "cpu"]  # examples/demo.py's, as the README's demo runs it
+DEMO_VIDEOS = 300  # training videos of the demo's recipe (examples/demo.py)
 LONG_SEED = 100  # of the long-form training set of "long" recipes (the labelled sets use 0 in the tests, 1 here)
 METRICS = ("R@1@0.5", "R@1@0.7", "R@5@0.5", "mAP@0.5", "mIoU")
 
 
-def train(out: Path, name: str, steps: int, given: dict[str, str], long_videos: int) -> Path:
+def train(out: Path, name: str, steps: int, given: dict[str, str], long_videos: int, train_videos: int) -> Path:
     """MODELS[name] trained with its recipe (kept in `out` and reused), or the checkpoint given for it."""
     if name in given:
         return Path(given[name])
@@ -114,11 +115,12 @@ def train(out: Path, name: str, steps: int, given: dict[str, str], long_videos: 
             built.write_manifest(manifest, "both")
     else:
         phrased = recipe.manifest == "phrased"
-        manifest = out / "train" / ("phrased.jsonl" if phrased else "pairs.jsonl")
+        folder = out / ("train" if train_videos == DEMO_VIDEOS else f"train-{train_videos}")
+        manifest = folder / ("phrased.jsonl" if phrased else "pairs.jsonl")
         if not manifest.is_file():
-            make_dataset(out / "train", videos=300, scenes_per_video=4, hard_negatives=True, seed=0,
+            make_dataset(folder, videos=train_videos, scenes_per_video=4, hard_negatives=True, seed=0,
                          manifest_name=manifest.name, phrasings=phrased)
-    start = ["--model", str(train(out, recipe.after, steps, given, long_videos)) if recipe.after else "tiny"]
+    start = ["--model", str(train(out, recipe.after, steps, given, long_videos, train_videos)) if recipe.after else "tiny"]
     started = time.perf_counter()
     subprocess.run([VIDSEARCH, "train", str(manifest), "--out", str(model), "--steps", str(steps), *start, *TRAIN,
                     *recipe.flags], check=True, stdout=subprocess.DEVNULL)
@@ -175,6 +177,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed of the labelled set (the tests use 0)")
     parser.add_argument("--steps", type=int, default=1500, help="training steps of each model (the demo's)")
     parser.add_argument("--models", default="joint,frame", help=f"models to run, of {', '.join(MODELS)}")
+    parser.add_argument("--train-videos", type=int, default=DEMO_VIDEOS,
+                        help="videos (of 4 scenes) in the training set of the short-clip recipes (the demo's 300)")
     parser.add_argument("--long-videos", type=int, default=150, help="videos in the training set of joint+long")
     parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
                         help="use this checkpoint for model NAME instead of training it (repeatable)")
@@ -206,7 +210,7 @@ def main() -> None:
 
     rows = []
     for name in models:
-        model = train(args.out, name, args.steps, given, args.long_videos)
+        model = train(args.out, name, args.steps, given, args.long_videos, args.train_videos)
         home = index(labelled.folder, model, folder / f"index-{name}")
         for search in searches:
             result, seconds = eval_moments(queries[search.sequence], home, search.flags)
