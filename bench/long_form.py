@@ -23,8 +23,9 @@ Chance: R@K IoU>=0.5 when the top K hits are K different segments of the 4-s gri
 Search variants (SEARCHES): `--scale segment`, `window` and `auto` (multi-scale), each with every query quoted whole
 (so "A, then B" is searched as one text, as before sequence queries) or, for the `+ sequence` ones, as written.
 
-usage: python bench/long_form.py [--videos 24] [--seed 1] [--steps 1500] [--train-videos 300] [--models joint,frame,joint+long,joint-phrased,...]
-                                 [--model joint=DIR] [--long-videos 150] [--searches segment,...] [--out bench-out/long-form]
+usage: python bench/long_form.py [--videos 24] [--seed 1] [--steps 1500] [--train-videos 300]
+                                 [--models joint,frame,joint+long,joint-phrased,...] [--model joint=DIR]
+                                 [--long-videos 150] [--searches segment,...] [--out bench-out/long-form]
 """
 
 from __future__ import annotations
