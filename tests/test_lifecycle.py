@@ -127,6 +127,30 @@ def test_model_and_settings_are_pinned_unless_reindex(tmp_path):
     assert run_json("status", home=home)["model"]["name"] == "tiny-seed-1"
 
 
+def test_windows_end_at_scene_cuts_when_asked_and_the_choice_is_pinned(tmp_path):
+    """Scenes of 5, 7 and 6 s, windows of 8 frames at 1 fps: with --cuts the windows start at 0, 5 and 12 s (the
+    cuts) instead of 0, 8 and 16 s; a later run that says otherwise is refused until --reindex."""
+    from vidsearch.synthetic import Scene
+    from vidsearch.synthetic import write_video as write_scenes
+
+    videos, home = tmp_path / "videos", tmp_path / "index"
+    videos.mkdir()
+    write_scenes(videos / "cuts.mp4", [Scene("red", "circle", "left"), Scene("blue", "square", "up"),
+                                       Scene("green", "triangle", "right")], scene_seconds=[5, 7, 6], fps=4.0, size=64)
+
+    def window_starts():
+        index = IndexDir(home)
+        rows, _ = index.db.window_rows(index.dim)
+        return [start for _, _, start, _ in rows]
+
+    run_cli("index", str(videos), "--model", "tiny", "--window", "8", "--cuts", home=home)
+    assert window_starts() == [0.0, 5.0, 12.0]
+    refused = run_cli("index", str(videos), "--no-cuts", "--window", "8", home=home, check=1)
+    assert "--cuts" in refused.stderr and "--reindex" in refused.stderr
+    run_cli("index", str(videos), "--no-cuts", "--window", "8", "--reindex", home=home)
+    assert window_starts() == [0.0, 8.0, 16.0]
+
+
 def test_bad_input_corpus_one_line_each_good_files_index_failures_not_retried(tmp_path):
     videos, home = library(tmp_path / "videos", names=("good",)), tmp_path / "index"
     bad = write_bad_files(videos / "bad")

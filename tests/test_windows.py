@@ -1,6 +1,9 @@
 """Pure windowing arithmetic: chunks, slice spans and the segment grid."""
 
-from vidsearch.windows import chunked, group_segments, slice_spans
+import numpy as np
+
+from vidsearch.synthetic import Scene, render_frames
+from vidsearch.windows import chunked, colour_histogram, frame_windows, group_segments, is_cut, slice_spans
 
 
 def test_chunked_keeps_order_and_a_short_tail():
@@ -34,3 +37,54 @@ def test_segments_follow_a_fixed_time_grid_across_windows():
 
 def test_one_slice_is_one_segment():
     assert group_segments([(3.0, 4.0)], 4.0) == [range(0, 1)]
+
+
+def flat(value):
+    return np.full((8, 8, 3), value, np.uint8)
+
+
+def test_without_cuts_windows_are_fixed_runs_of_frames():
+    frames = [(float(t), flat(0 if t < 3 else 200)) for t in range(7)]
+    assert [[t for t, _ in w] for w in frame_windows(frames, 3)] == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_a_scene_cut_ends_a_window_early_and_the_count_starts_again():
+    frames = [(float(t), flat(0 if t < 4 else 200)) for t in range(9)]
+    assert [[t for t, _ in w] for w in frame_windows(frames, 3, cuts=True)] == [[0, 1, 2], [3], [4, 5, 6], [7, 8]]
+    assert list(frame_windows([], 3, cuts=True)) == []
+
+
+def test_cuts_are_found_between_rendered_scenes_and_not_inside_one():
+    """The synthetic renderer's scenes at 1 fps and 64 px, as the tiny model samples them: a shape moving across its
+    own background. Consecutive scenes differ in colour or shape (and background); some pairs share the colour."""
+    rng = np.random.default_rng(3)
+    scenes = [Scene("red", "circle", "left"), Scene("red", "square", "up"), Scene("blue", "triangle", "right"),
+              Scene("yellow", "circle", "down"), Scene("yellow", "square", "left")]
+    shots = [render_frames(scene, seconds=8, fps=1.0, size=64, rng=rng) for scene in scenes]
+    for shot in shots:
+        histograms = [colour_histogram(frame) for frame in shot]
+        assert not any(is_cut(a, b) for a, b in zip(histograms, histograms[1:]))
+    for before, after in zip(shots, shots[1:]):
+        assert is_cut(colour_histogram(before[-1]), colour_histogram(after[0]))
+    assert colour_histogram(shots[0][0]).shape == (3, 16) and np.allclose(colour_histogram(shots[0][0]).sum(axis=1), 1)
+
+
+def test_the_local_decoder_and_ray_units_cut_windows_at_the_same_frames(tmp_path):
+    """A file of scenes of 5, 7 and 6 s: decode_job's windows (local indexing) and decode_unit's (Ray), for the whole
+    file and for a unit of its first 16 s, start at the cuts (0, 5, 12 s) and otherwise every 8 frames."""
+    from vidsearch.decode_workers import DecodeJob, Window, decode_job
+    from vidsearch.ray_index import decode_unit, unit_rows
+    from vidsearch.synthetic import write_video
+
+    path = tmp_path / "cuts.mp4"
+    write_video(path, [Scene("red", "circle", "left"), Scene("blue", "square", "up"), Scene("green", "triangle", "right")],
+                scene_seconds=[5, 7, 6], fps=4.0, size=64)
+    local = [e.times[0] for e in decode_job(DecodeJob(0, path, 1.0, 64, 8, cuts=True)) if isinstance(e, Window)]
+    assert local == [0.0, 5.0, 12.0]
+    assert [e.times[0] for e in decode_job(DecodeJob(0, path, 1.0, 64, 8)) if isinstance(e, Window)] == [0.0, 8.0, 16.0]
+    (whole,) = unit_rows(0, path, duration=-1.0, video_fps=0.0, fps=1.0, size=64, window=8, deblock=True,
+                         unit_seconds=None, cuts=True)
+    assert [row["times"][0] for row in decode_unit(whole) if row["index"] >= 0] == local
+    first, _ = unit_rows(0, path, duration=18.0, video_fps=4.0, fps=1.0, size=64, window=8, deblock=True,
+                         unit_seconds=16, cuts=True)
+    assert [row["times"][0] for row in decode_unit(first) if row["index"] >= 0] == [0.0, 5.0, 12.0]

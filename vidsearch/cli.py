@@ -137,6 +137,10 @@ def index(
         "--deblock/--no-deblock", help="Run H.264/HEVC's in-loop deblocking filter while decoding. --no-deblock "
         "decodes about a fifth faster, but frames drift from the exact ones: 37-54 dB PSNR at usual bitrates, 23 dB "
         "on heavily compressed video (see bench/RESULTS.md) [default: --deblock].", show_default=False)] = None,
+    cuts: Annotated[Optional[bool], typer.Option(
+        "--cuts/--no-cuts", help="Also end a window at each scene cut (two frames in a row whose colours differ "
+        "sharply), so no window mixes two shots: on footage that cuts every few seconds, segment vectors no longer "
+        "carry the next scene (see bench/RESULTS.md) [default: --no-cuts].", show_default=False)] = None,
     speech: Annotated[Optional[str], typer.Option(
         "--speech", metavar="ENGINE", help="Also transcribe what is said, from now on for this index: pocketsphinx "
         "(offline, ships with `pip install 'vidsearch[speech]'`), whisper or whisper-SIZE (faster-whisper, weights "
@@ -193,7 +197,8 @@ def index(
     idx = open_index(index_dir, create=True)
     idx.lock_for_writing()
     options = dict(model=model, device=device.value, fps=fps, window=window, segment=segment, keep_ratio=keep_ratio,
-                   deblock=deblock, speech=speech, reindex=reindex, workers=workers, compile=compile, batch=batch)
+                   deblock=deblock, cuts=cuts, speech=speech, reindex=reindex, workers=workers, compile=compile,
+                   batch=batch)
     if ray is None:
         indexer = Indexer(idx, **options)
     else:

@@ -24,12 +24,13 @@ import numpy as np
 from .errors import BadVideo
 from .faults import KILL_AT, crash_point
 from .prefetch import prefetch
-from .windows import chunked
+from .windows import frame_windows
 
 
 @dataclass(frozen=True)
 class DecodeJob:
-    """One file to cut into windows of `window` frames sampled at `fps`, `size` px square."""
+    """One file to cut into windows of `window` frames sampled at `fps`, `size` px square (and at scene cuts, with
+    `cuts`)."""
 
     key: int
     path: Path
@@ -37,6 +38,7 @@ class DecodeJob:
     size: int
     window: int
     deblock: bool = True
+    cuts: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def decode_job(job: DecodeJob) -> Iterator[Event]:
         info = probe(job.path)
         yield Started(job.key, info.duration, info.fps)
         frames = sample_frames(job.path, fps=job.fps, size=job.size, deblock=job.deblock, coverage=coverage)
-        for chunk in chunked(frames, job.window):
+        for chunk in frame_windows(frames, job.window, cuts=job.cuts):
             count += len(chunk)
             yield Window(job.key, [t for t, _ in chunk], np.stack([f for _, f in chunk]))
     except BadVideo as exc:

@@ -94,7 +94,7 @@ class Indexer:
 
     def __init__(self, index: IndexDir, *, model: str | None = None, device: str = "auto", fps: float | None = None,
                  window: int | None = None, segment: float | None = None, keep_ratio: float | None = None,
-                 deblock: bool | None = None, speech: str | None = None,
+                 deblock: bool | None = None, cuts: bool | None = None, speech: str | None = None,
                  reindex: bool = False, workers: int = 1, compile: bool = False, batch: int | None = None):
         """`speech` (a --speech value) turns speech recognition on or `off` for this index, from this run on; the
         engine loads here, so a missing one fails before any work."""
@@ -120,14 +120,16 @@ class Indexer:
         settings = IndexSettings(fps=base.fps if fps is None else fps, window=base.window if window is None else window,
                                  segment=base.segment if segment is None else segment,
                                  keep_ratio=base.keep_ratio if keep_ratio is None else keep_ratio,
-                                 deblock=base.deblock if deblock is None else deblock)
+                                 deblock=base.deblock if deblock is None else deblock,
+                                 cuts=base.cuts if cuts is None else cuts)
         if self.bound and not same_model and not reindex:
             raise IndexProblem(f"{index.path}: this index was built with model {recorded['spec']!r}; use that model, "
                                f"another --index folder, or --reindex to rebuild it with {spec!r}")
         if stored and IndexSettings(**stored) != settings and not reindex:
             raise IndexProblem(f"{index.path}: this index was built with --fps {base.fps} --window {base.window} "
                                f"--segment {base.segment} --keep-ratio {base.keep_ratio} "
-                               f"--{'' if base.deblock else 'no-'}deblock; use those, another --index folder, or --reindex")
+                               f"--{'' if base.deblock else 'no-'}deblock --{'' if base.cuts else 'no-'}cuts; use those, "
+                               "another --index folder, or --reindex")
         rebuild = reindex and self.bound and (not same_model or IndexSettings(**stored) != settings)
         self.bound = self.bound and not rebuild
         if self.bound and recorded["fingerprint"] != self.fingerprint and index.writable:
@@ -305,7 +307,7 @@ class Indexer:
         stamps = [stamp_of(path, self.text.speech, self.sidecars) for path, _, _ in files]
         texts = [self.text.submit(path, KINDS) for path, _, _ in files]  # read beside loading, decoding and encoding
         encoder, settings = self.encoder, self.settings
-        jobs = [DecodeJob(key, path, settings.fps, encoder.image_size, settings.window, settings.deblock)
+        jobs = [DecodeJob(key, path, settings.fps, encoder.image_size, settings.window, settings.deblock, settings.cuts)
                 for key, (path, _, _) in enumerate(files)]
         infos: dict[int, Started] = {}
         segments: dict[int, list[Segment]] = {}

@@ -73,7 +73,7 @@ def unit_frames(fps: float, window: int, unit_seconds: float | None) -> int:
 
 
 def unit_rows(key: int, path: Path, *, duration: float, video_fps: float, fps: float, size: int, window: int,
-              deblock: bool, unit_seconds: float | None, lap: int = 0) -> list[dict]:
+              deblock: bool, unit_seconds: float | None, lap: int = 0, cuts: bool = False) -> list[dict]:
     """A file's work units: whole windows of about `unit_seconds` each, the last open-ended; one unit when
     `unit_seconds` is None (or the file is short). `duration` and `video_fps` are the probe's (-1 and 0 for a whole
     file not probed here: its decode task probes it)."""
@@ -82,7 +82,7 @@ def unit_rows(key: int, path: Path, *, duration: float, video_fps: float, fps: f
     length = per_unit / fps if per_unit else 0.0
     return [{"key": key, "round": lap, "path": str(path), "unit": u, "units": count, "start": u * length,
              "end": (u + 1) * length if u + 1 < count else -1.0, "fps": fps, "size": size, "window": window,
-             "deblock": deblock, "duration": duration, "video_fps": video_fps} for u in range(count)]
+             "deblock": deblock, "cuts": cuts, "duration": duration, "video_fps": video_fps} for u in range(count)]
 
 
 def header_seconds(path: Path) -> float | None:
@@ -118,7 +118,7 @@ def decode_unit(unit: dict) -> Iterator[dict]:
     """A unit's windows, then its end row (frames, error, covered). A whole file is decoded by decode_workers'
     decode_job; a time range by frames.sample_frames from `start`, stopping before `end`."""
     from .frames import Coverage, sample_frames
-    from .windows import chunked
+    from .windows import frame_windows
 
     name, number = Path(unit["path"]).name, unit["unit"]
     crash_point(f"ray-decode@{name}#{number}")
@@ -139,7 +139,8 @@ def decode_unit(unit: dict) -> Iterator[dict]:
 
     index = 0
     if unit["units"] == 1:
-        job = DecodeJob(unit["key"], Path(unit["path"]), unit["fps"], unit["size"], unit["window"], unit["deblock"])
+        job = DecodeJob(unit["key"], Path(unit["path"]), unit["fps"], unit["size"], unit["window"], unit["deblock"],
+                        unit["cuts"])
         for event in decode_job(job):
             if isinstance(event, Started):
                 info.update(duration=event.duration, video_fps=event.fps)
@@ -154,7 +155,7 @@ def decode_unit(unit: dict) -> Iterator[dict]:
     frames = sample_frames(unit["path"], fps=unit["fps"], size=unit["size"], start=unit["start"],
                            end=None if last else unit["end"] - EPS, deblock=unit["deblock"], coverage=coverage)
     try:
-        for chunk in chunked(frames, unit["window"]):
+        for chunk in frame_windows(frames, unit["window"], cuts=unit["cuts"]):
             count += len(chunk)
             yield window_row(index, [t for t, _ in chunk], np.stack([f for _, f in chunk]))
             index += 1
@@ -331,7 +332,8 @@ class RayIndexer(Indexer):
                     continue
                 duration, video_fps = info.duration, info.fps
             rows = unit_rows(key, path, duration=duration, video_fps=video_fps, fps=settings.fps, size=size,
-                             window=settings.window, deblock=settings.deblock, unit_seconds=self.unit_seconds)
+                             window=settings.window, deblock=settings.deblock, unit_seconds=self.unit_seconds,
+                             cuts=settings.cuts)
             todo[key] = _File((path, stat, digest), duration, video_fps, len(rows), per_unit if len(rows) > 1 else 0,
                               self.text.submit(path, KINDS), stamp_of(path, self.text.speech, self.sidecars))
             units += rows
@@ -403,7 +405,7 @@ class RayIndexer(Indexer):
             again += unit_rows(key, path, duration=file.duration, video_fps=file.fps, fps=self.settings.fps,
                                size=self._image_size(),
                                window=self.settings.window, deblock=self.settings.deblock, unit_seconds=None,
-                               lap=file.round)
+                               lap=file.round, cuts=self.settings.cuts)
             return
         yield self.finish_file(file.file, file.duration, file.fps, file.finished(), file.segments(),
                                file.text.result, file.stamp)

@@ -1,4 +1,5 @@
-"""Pure arithmetic: frame streams -> windows, time slices and searchable segments (no I/O, no torch)."""
+"""Pure arithmetic: frame streams -> windows (cut at scene changes if asked), time slices and searchable segments (no
+I/O, no torch)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import TypeVar
 
+import numpy as np
+
 T = TypeVar("T")
+
+# A scene cut, between two frames sampled in a row: their colour histograms (HISTOGRAM_BINS levels per channel) differ
+# by more than this total-variation distance (0: the same colours, 1: none shared), averaged over the channels. On the
+# synthetic long-video set at 1 fps, every cut measured 0.20 or more and no frame pair inside a scene over 0.05;
+# a false cut only shortens a window.
+CUT_DISTANCE = 0.15
+HISTOGRAM_BINS = 16
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -15,6 +25,37 @@ def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
+
+
+def colour_histogram(frame: np.ndarray) -> np.ndarray:
+    """(3, HISTOGRAM_BINS): the share of a uint8 (H, W, 3) frame's pixels at each level band, per channel."""
+    levels = frame.reshape(-1, 3) // (256 // HISTOGRAM_BINS)
+    return np.stack([np.bincount(levels[:, c], minlength=HISTOGRAM_BINS) for c in range(3)]) / len(levels)
+
+
+def is_cut(before: np.ndarray, after: np.ndarray) -> bool:
+    """Whether two colour histograms (colour_histogram) of frames in a row lie on two sides of a scene cut."""
+    return float(np.abs(before - after).sum()) / 2 / 3 > CUT_DISTANCE
+
+
+def frame_windows(frames: Iterable[tuple[float, np.ndarray]], size: int, *, cuts: bool = False
+                  ) -> Iterator[list[tuple[float, np.ndarray]]]:
+    """Consecutive (time, frame) pairs in windows of `size`; with `cuts`, a scene cut also ends a window early, so no
+    window holds two shots."""
+    if not cuts:
+        yield from chunked(frames, size)
+        return
+    window: list[tuple[float, np.ndarray]] = []
+    previous = None
+    for time, frame in frames:
+        histogram = colour_histogram(frame)
+        if window and (len(window) == size or is_cut(previous, histogram)):
+            yield window
+            window = []
+        window.append((time, frame))
+        previous = histogram
+    if window:
+        yield window
 
 
 def slice_spans(times: Sequence[float], *, tubelet: int, frame_seconds: float, duration: float | None = None) -> list[tuple[float, float]]:
