@@ -51,7 +51,7 @@ def test_a_touched_but_identical_file_is_not_re_encoded(tmp_path):
 
 def test_windows_batched_across_files_give_the_vectors_of_one_at_a_time(tmp_path):
     # 4-frame windows: a.mp4 has 6 frames (windows of 4 and 2), b.mp4 8 (4, 4), c.mp4 10 (4, 4, 2), so batches
-    # mix files, a file's last window can wait in a batch, and a length change flushes one
+    # mix files and lengths (padded and masked), and a file's last window can wait in a batch
     videos = library(tmp_path / "videos")
     single, batched = tmp_path / "single", tmp_path / "batched"
     run_cli("index", str(videos), "--model", "tiny", "--window", "4", "--batch", "1", home=single)
@@ -145,6 +145,13 @@ def test_windows_end_at_scene_cuts_when_asked_and_the_choice_is_pinned(tmp_path)
 
     run_cli("index", str(videos), "--model", "tiny", "--window", "8", "--cuts", home=home)
     assert window_starts() == [0.0, 5.0, 12.0]
+    # windows of 5, 7 and 6 frames in one forward pass give the vectors of one at a time
+    batched = tmp_path / "batched"
+    run_cli("index", str(videos), "--model", "tiny", "--window", "8", "--cuts", "--batch", "3", home=batched)
+    (_, one_at_a_time), (_, together) = snapshot(home), snapshot(batched)
+    assert [s[:4] for s in one_at_a_time] == [s[:4] for s in together]
+    for a, b in zip(one_at_a_time, together):
+        np.testing.assert_allclose(np.frombuffer(a[4], np.float32), np.frombuffer(b[4], np.float32), atol=1e-5)
     refused = run_cli("index", str(videos), "--no-cuts", "--window", "8", home=home, check=1)
     assert "--cuts" in refused.stderr and "--reindex" in refused.stderr
     run_cli("index", str(videos), "--no-cuts", "--window", "8", "--reindex", home=home)

@@ -233,18 +233,50 @@ def test_query_text_vectors_keep_fp32_s_direction_with_bf16_weights_where_the_cp
         np.testing.assert_allclose(vectors, reference.numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("mixing", ["frame", "joint"])
-def test_clips_encoded_in_one_batch_equal_clips_encoded_alone(mixing):
-    import numpy as np
-
+@pytest.mark.parametrize("mixing, pooling, tubelet", [("frame", "cls", 1), ("joint", "cls", 1), ("joint", "mean", 2),
+                                                     ("frame", "mean", 2)])
+def test_clips_encoded_in_one_batch_equal_clips_encoded_alone(mixing, pooling, tubelet):
+    """Windows of different lengths (cut short at scene cuts) share a forward pass: padded to the longest, with the
+    padding masked from attention and pooling, each comes out as it does alone; lengths past the temporal table
+    (max_frames 4 here) take their own interpolated positions."""
     from vidsearch.encoder import Encoder
 
-    config = replace(registry.resolve("tiny")[0], temporal_mixing=mixing)
-    encoder = Encoder(config, registry.build_model(config), torch.device("cpu"))
-    clips = [np.random.default_rng(i).integers(0, 255, (5, 64, 64, 3), dtype=np.uint8) for i in range(3)]
+    config = replace(registry.resolve("tiny")[0], temporal_mixing=mixing, pooling=pooling, tubelet_size=tubelet, max_frames=4)
+    torch.manual_seed(0)
+    model = registry.build_model(config)
+    with torch.no_grad():
+        model.temporal_embedding.add_(torch.randn_like(model.temporal_embedding))  # positions matter
+    encoder = Encoder(config, model, torch.device("cpu"))
+    lengths = [5, 2, 9, 1, 6]
+    clips = [np.random.default_rng(i).integers(0, 255, (n, 64, 64, 3), dtype=np.uint8) for i, n in enumerate(lengths)]
     together = encoder.encode_clips(clips)
     for clip, (slices, window) in zip(clips, together):
         alone_slices, alone_window = encoder.encode_clip(clip)
+        assert slices.shape == alone_slices.shape == (-(-len(clip) // tubelet), 64)
         np.testing.assert_allclose(slices, alone_slices, atol=1e-5)
         np.testing.assert_allclose(window, alone_window, atol=1e-5)
+    if mixing == "joint":  # the mask is what keeps them apart: without it the padding moves every shorter window
+        video = encoder.model.normalize_frames(torch.from_numpy(np.stack([np.concatenate([c, np.repeat(c[-1:], 10 - len(c), 0)])
+                                                                         for c in clips])))
+        with torch.no_grad():
+            unmasked = encoder.model.encode_video(video).window.numpy()
+        assert not np.allclose(unmasked[1], together[1][1], atol=1e-3)
     assert encoder.windows_per_batch(256) == 1  # on the CPU
+
+
+def test_clips_of_different_lengths_batch_under_bf16_autocast():
+    """The GPU path's precision, forced on the CPU: a mixed-length batch under bf16 autocast matches each clip alone
+    under it, to bf16's precision."""
+    from vidsearch.encoder import Encoder
+
+    config = registry.resolve("tiny")[0]
+    torch.manual_seed(0)
+    encoder = Encoder(config, registry.build_model(config), torch.device("cpu"))
+    clips = [np.random.default_rng(i).integers(0, 255, (n, 64, 64, 3), dtype=np.uint8) for i, n in enumerate([7, 3, 16])]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        together = encoder.encode_clips(clips)
+        alone = [encoder.encode_clip(clip) for clip in clips]
+    for (slices, window), (alone_slices, alone_window) in zip(together, alone):
+        assert slices.shape == alone_slices.shape
+        cosine = window @ alone_window / np.linalg.norm(window) / np.linalg.norm(alone_window)
+        assert cosine > 0.999

@@ -3,7 +3,7 @@
 import numpy as np
 
 from vidsearch.synthetic import Scene, render_frames
-from vidsearch.windows import chunked, colour_histogram, frame_windows, group_segments, is_cut, slice_spans
+from vidsearch.windows import MIN_SHOT_SECONDS, chunked, colour_histogram, frame_windows, group_segments, is_cut, slice_spans
 
 
 def test_chunked_keeps_order_and_a_short_tail():
@@ -52,6 +52,18 @@ def test_a_scene_cut_ends_a_window_early_and_the_count_starts_again():
     frames = [(float(t), flat(0 if t < 4 else 200)) for t in range(9)]
     assert [[t for t, _ in w] for w in frame_windows(frames, 3, cuts=True)] == [[0, 1, 2], [3], [4, 5, 6], [7, 8]]
     assert list(frame_windows([], 3, cuts=True)) == []
+
+
+def test_a_cut_counts_only_after_a_shot_of_min_shot_seconds():
+    """A flash (one white frame in a shot) ends one window, not two; a strobe (another colour every frame) leaves
+    windows of MIN_SHOT_SECONDS (2 frames at 1 fps, 4 at 2 fps), not of one frame."""
+    flash = [(float(t), flat(255 if t == 5 else 60)) for t in range(10)]
+    assert [[t for t, _ in w] for w in frame_windows(flash, 8, cuts=True)] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    strobe = [(float(t), flat(250 * (t % 2))) for t in range(7)]
+    assert [[t for t, _ in w] for w in frame_windows(strobe, 8, cuts=True)] == [[0, 1], [2, 3], [4, 5], [6]]
+    fast = [(t / 2, flat(250 * (t % 2))) for t in range(10)]
+    assert [len(w) for w in frame_windows(fast, 8, cuts=True)] == [4, 4, 2]
+    assert MIN_SHOT_SECONDS == 2.0
 
 
 def test_cuts_are_found_between_rendered_scenes_and_not_inside_one():

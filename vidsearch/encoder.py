@@ -58,15 +58,19 @@ class Encoder:
 
     @torch.inference_mode()
     def encode_clips(self, clips: list[np.ndarray], *, keep_ratio: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Several clips of the same length in one forward pass (as encode_clip, one result per clip)."""
+        """Several clips in one forward pass, as encode_clip gives each alone. Clips of different lengths (windows
+        ended early at scene cuts) are padded to the longest and the padding masked (VideoTextModel.encode_video)."""
         tubelet = self.model.tubelet_size
-        pad = -len(clips[0]) % tubelet
-        batch = np.stack([np.concatenate([c, np.repeat(c[-1:], pad, axis=0)]) if pad else c for c in clips])
+        lengths = [-(-len(c) // tubelet) for c in clips]  # slices per clip
+        frames = max(lengths) * tubelet
+        batch = np.stack([np.concatenate([c, np.repeat(c[-1:], frames - len(c), axis=0)]) if len(c) < frames else c
+                          for c in clips])
         video = torch.from_numpy(batch).to(self.device)
         with autocast(self.device):
-            out = self._encode_video(self.model.normalize_frames(video), keep_ratio=keep_ratio)
+            out = self._encode_video(self.model.normalize_frames(video), keep_ratio=keep_ratio,
+                                     lengths=None if len(set(lengths)) == 1 else lengths)
         slices, windows = out.slices.float().cpu().numpy(), out.window.float().cpu().numpy()
-        return list(zip(slices, windows))
+        return [(s[:n], w) for s, w, n in zip(slices, windows, lengths)]
 
     def windows_per_batch(self, frames: int) -> int:
         """How many windows of `frames` frames to encode at once: 1 on the CPU (no gain there was shown; `--batch`

@@ -311,7 +311,7 @@ class Indexer:
                 for key, (path, _, _) in enumerate(files)]
         infos: dict[int, Started] = {}
         segments: dict[int, list[Segment]] = {}
-        batch: list[Window] = []  # windows of one length waiting to be encoded together
+        batch: list[Window] = []  # windows waiting to be encoded together (of any length up to the window)
         finished: list[Finished] = []  # files whose last window is still in `batch`
 
         def encode_batch() -> Iterator[FileResult]:
@@ -332,10 +332,8 @@ class Indexer:
                 infos[event.key], segments[event.key] = event, []
             elif isinstance(event, Window):
                 crash_point("decode")
-                if batch and len(batch[0].frames) != len(event.frames):
-                    yield from encode_batch()
                 batch.append(event)
-                if len(batch) >= self.batch_size(len(event.frames)):
+                if len(batch) >= self.batch_size(settings.window):
                     yield from encode_batch()
             elif isinstance(event, Finished):
                 finished.append(event)

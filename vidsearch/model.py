@@ -101,8 +101,9 @@ class VideoTextModel(nn.Module):
         stretched = F.interpolate(table.T.unsqueeze(0), size=slices, mode="linear", align_corners=True)
         return stretched.squeeze(0).T
 
-    def embed_tokens(self, video: torch.Tensor) -> torch.Tensor:
-        """Normalised video (B, T, 3, H, W) -> tokens (B, T', 1 + N, D), CLS first in every slice."""
+    def embed_tokens(self, video: torch.Tensor, lengths: list[int] | None = None) -> torch.Tensor:
+        """Normalised video (B, T, 3, H, W) -> tokens (B, T', 1 + N, D), CLS first in every slice; with `lengths`
+        (each window's real slices, the rest padding) each window takes the temporal positions of its own length."""
         visual = self.clip.visual
         x = self.tubelet(video.transpose(1, 2))  # (B, D, T', gh, gw)
         batch, width, slices = x.shape[:3]
@@ -111,7 +112,10 @@ class VideoTextModel(nn.Module):
         x = torch.cat([cls, x], dim=2) + visual.positional_embedding.to(x.dtype)
         if self.temporal_mixing == "frame":
             return x
-        return x + self.temporal_positions(slices).to(x.dtype)[None, :, None, :]
+        if lengths is None:
+            return x + self.temporal_positions(slices).to(x.dtype)[None, :, None, :]
+        positions = torch.stack([F.pad(self.temporal_positions(n), (0, 0, 0, slices - n)) for n in lengths])
+        return x + positions.to(x.dtype)[:, :, None, :]
 
     def drop_tokens(self, tokens: torch.Tensor, keep_ratio: float) -> torch.Tensor:
         """Keep a random `keep_ratio` of the patch tokens of every slice; CLS tokens always stay."""
@@ -124,36 +128,51 @@ class VideoTextModel(nn.Module):
         kept = tokens[:, :, 1:].gather(2, order.unsqueeze(-1).expand(-1, -1, -1, width))
         return torch.cat([tokens[:, :, :1], kept], dim=2)
 
-    def attend(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Run the CLIP blocks with frame-local or joint space-time attention."""
+    def attend(self, tokens: torch.Tensor, lengths: list[int] | None = None) -> torch.Tensor:
+        """Run the CLIP blocks with frame-local or joint space-time attention; with `lengths`, no token attends to a
+        window's padding slices (frame-local attention never crosses slices, so there nothing needs hiding)."""
         batch, slices, n_tokens, width = tokens.shape
+        mask = None
         if self.temporal_mixing == "joint":
             x = tokens.reshape(batch, slices * n_tokens, width)
+            if lengths is not None:
+                real = torch.arange(slices, device=tokens.device) < torch.tensor(lengths, device=tokens.device)[:, None]
+                mask = real.repeat_interleave(n_tokens, dim=1)[:, None, None, :]  # (B, 1, 1, keys): True = attend
         else:
             x = tokens.reshape(batch * slices, n_tokens, width)
         x = self.clip.visual.ln_pre(x)
         for block in self.blocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(run_block, block, x, use_reentrant=False)
+                x = checkpoint(run_block, block, x, mask, use_reentrant=False)
             else:
-                x = run_block(block, x)
+                x = run_block(block, x, mask)
         return x.reshape(batch, slices, n_tokens, width)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         visual = self.clip.visual
         return visual.ln_post(x) @ visual.proj
 
-    def encode_video(self, video: torch.Tensor, *, keep_ratio: float = 1.0) -> VideoEmbedding:
-        """Normalised video (B, T, 3, H, W), T a multiple of the tubelet size -> slice and window embeddings."""
-        tokens = self.embed_tokens(video)
+    def encode_video(self, video: torch.Tensor, *, keep_ratio: float = 1.0, lengths: list[int] | None = None) -> VideoEmbedding:
+        """Normalised video (B, T, 3, H, W), T a multiple of the tubelet size -> slice and window embeddings.
+
+        `lengths` batches windows of different lengths: window b's first lengths[b] slices are real and the rest
+        padding, which nothing real attends to and no window vector pools; its padding slices' vectors mean nothing.
+        """
+        tokens = self.embed_tokens(video, lengths)
         if keep_ratio < 1.0:
             tokens = self.drop_tokens(tokens, keep_ratio)
-        x = self.attend(tokens)
+        x = self.attend(tokens, lengths)
+        weights = None
+        if lengths is not None:  # each window's mean over its real slices only
+            real = torch.arange(x.shape[1], device=x.device) < torch.tensor(lengths, device=x.device)[:, None]
+            weights = (real / real.sum(dim=1, keepdim=True)).to(x.dtype)
         if self.pooling == "cls":
             slices = self.project(x[:, :, 0])
-            return VideoEmbedding(slices=slices, window=slices.mean(dim=1))
-        patches = x[:, :, 1:]
-        return VideoEmbedding(slices=self.project(patches.mean(dim=2)), window=self.project(patches.mean(dim=(1, 2))))
+            window = slices.mean(dim=1) if weights is None else torch.einsum("bs,bse->be", weights.to(slices.dtype), slices)
+            return VideoEmbedding(slices=slices, window=window)
+        patches = x[:, :, 1:].mean(dim=2)
+        whole = patches.mean(dim=1) if weights is None else torch.einsum("bs,bsd->bd", weights, patches)
+        return VideoEmbedding(slices=self.project(patches), window=self.project(whole))
 
     def forward(self, video: torch.Tensor, tokens: torch.Tensor, *, keep_ratio: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """The contrastive pair: (video window embeddings (B, E), text embeddings (B, E)), unnormalised."""
@@ -183,16 +202,16 @@ class VideoTextModel(nn.Module):
                 parameter.requires_grad = True
 
 
-def run_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def run_block(block: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """One open_clip ResidualAttentionBlock, with attention through scaled_dot_product_attention
-    so that GPUs take the flash / memory-efficient kernels."""
+    so that GPUs take the flash / memory-efficient kernels (the memory-efficient one when a key `mask` is given)."""
     attn = block.attn
     batch, length, width = x.shape
     heads = attn.num_heads
     h = block.ln_1(x)
     qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)
     q, k, v = qkv.view(batch, length, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
-    h = F.scaled_dot_product_attention(q, k, v)
+    h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     h = attn.out_proj(h.transpose(1, 2).reshape(batch, length, width))
     x = x + block.ls_1(h)
     return x + block.ls_2(block.mlp(block.ln_2(x)))

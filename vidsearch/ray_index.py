@@ -19,6 +19,7 @@ from .errors import BadVideo, UsageError, VidsearchError
 from .faults import KILL_AT, crash_point
 from .indexer import FileResult, Indexer, encode_windows, windows_per_batch
 from .text_index import KINDS, stamp_of
+from .windows import chunked
 
 UNIT_SECONDS = 120.0  # video per work unit, rounded to whole windows: a long file spreads over this many seconds a worker
 RETRIES = 2  # Ray retries a unit whose worker died this many times (so three tries in all)
@@ -191,15 +192,12 @@ class EncodeActor:
                                                 "duration", "video_fps", "levels", "spans", "vectors")}
         windows = [i for i, index in enumerate(rows["index"]) if index >= 0]
         found: dict[int, list[Segment]] = {}
-        while windows:  # windows of one length, a forward pass at a time
-            length = len(rows["frames"][windows[0]])
-            same = [i for i in windows if len(rows["frames"][i]) == length]
-            same = same[:windows_per_batch(self.encoder, self.settings, length, self.batch)]
-            batch = [Window(0, list(rows["times"][i]), rows["frames"][i]) for i in same]
-            for i, segments in zip(same, encode_windows(self.encoder, self.config, self.settings, batch,
-                                                         [float(rows["duration"][i]) for i in same])):
+        per_pass = windows_per_batch(self.encoder, self.settings, self.settings.window, self.batch)
+        for chosen in chunked(windows, per_pass):  # a forward pass at a time, windows of any length together
+            batch = [Window(0, list(rows["times"][i]), rows["frames"][i]) for i in chosen]
+            for i, segments in zip(chosen, encode_windows(self.encoder, self.config, self.settings, batch,
+                                                           [float(rows["duration"][i]) for i in chosen])):
                 found[i] = segments
-            windows = [i for i in windows if i not in found]
         from .registry import embedding_dim
 
         dim = embedding_dim(self.config)

@@ -18,6 +18,9 @@ T = TypeVar("T")
 # a false cut only shortens a window.
 CUT_DISTANCE = 0.15
 HISTOGRAM_BINS = 16
+# A cut counts only after a shot this long: flicker, flashes and strobes cut in every frame, and would otherwise leave
+# windows of a frame or two with no time in them to attend to.
+MIN_SHOT_SECONDS = 2.0
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -41,17 +44,20 @@ def is_cut(before: np.ndarray, after: np.ndarray) -> bool:
 def frame_windows(frames: Iterable[tuple[float, np.ndarray]], size: int, *, cuts: bool = False
                   ) -> Iterator[list[tuple[float, np.ndarray]]]:
     """Consecutive (time, frame) pairs in windows of `size`; with `cuts`, a scene cut also ends a window early, so no
-    window holds two shots."""
+    window holds two shots (a shot shorter than MIN_SHOT_SECONDS joins the next one)."""
     if not cuts:
         yield from chunked(frames, size)
         return
     window: list[tuple[float, np.ndarray]] = []
-    previous = None
+    previous, shot_start = None, 0.0
     for time, frame in frames:
         histogram = colour_histogram(frame)
-        if window and (len(window) == size or is_cut(previous, histogram)):
+        cut = bool(window) and time - shot_start >= MIN_SHOT_SECONDS - 1e-9 and is_cut(previous, histogram)
+        if window and (len(window) == size or cut):
             yield window
             window = []
+        if not window and (cut or previous is None):
+            shot_start = time
         window.append((time, frame))
         previous = histogram
     if window:
