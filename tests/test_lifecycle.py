@@ -127,9 +127,10 @@ def test_model_and_settings_are_pinned_unless_reindex(tmp_path):
     assert run_json("status", home=home)["model"]["name"] == "tiny-seed-1"
 
 
-def test_windows_end_at_scene_cuts_when_asked_and_the_choice_is_pinned(tmp_path):
-    """Scenes of 5, 7 and 6 s, windows of 8 frames at 1 fps: with --cuts the windows start at 0, 5 and 12 s (the
-    cuts) instead of 0, 8 and 16 s; a later run that says otherwise is refused until --reindex."""
+def test_windows_end_at_scene_cuts_by_default_and_the_choice_is_pinned(tmp_path):
+    """Scenes of 5, 7 and 6 s, windows of 8 frames at 1 fps: by default the windows start at 0, 5 and 12 s (the
+    cuts), with --no-cuts at 0, 8 and 16 s; a later run that says otherwise is refused until --reindex, and an index
+    recorded before the option existed stays as it was built (without)."""
     from vidsearch.synthetic import Scene
     from vidsearch.synthetic import write_video as write_scenes
 
@@ -143,19 +144,29 @@ def test_windows_end_at_scene_cuts_when_asked_and_the_choice_is_pinned(tmp_path)
         rows, _ = index.db.window_rows(index.dim)
         return [start for _, _, start, _ in rows]
 
-    run_cli("index", str(videos), "--model", "tiny", "--window", "8", "--cuts", home=home)
+    run_cli("index", str(videos), "--model", "tiny", "--window", "8", home=home)
     assert window_starts() == [0.0, 5.0, 12.0]
     # windows of 5, 7 and 6 frames in one forward pass give the vectors of one at a time
     batched = tmp_path / "batched"
-    run_cli("index", str(videos), "--model", "tiny", "--window", "8", "--cuts", "--batch", "3", home=batched)
+    run_cli("index", str(videos), "--model", "tiny", "--window", "8", "--batch", "3", home=batched)
     (_, one_at_a_time), (_, together) = snapshot(home), snapshot(batched)
     assert [s[:4] for s in one_at_a_time] == [s[:4] for s in together]
     for a, b in zip(one_at_a_time, together):
         np.testing.assert_allclose(np.frombuffer(a[4], np.float32), np.frombuffer(b[4], np.float32), atol=1e-5)
+
     refused = run_cli("index", str(videos), "--no-cuts", "--window", "8", home=home, check=1)
     assert "--cuts" in refused.stderr and "--reindex" in refused.stderr
     run_cli("index", str(videos), "--no-cuts", "--window", "8", "--reindex", home=home)
     assert window_starts() == [0.0, 8.0, 16.0]
+
+    index = IndexDir(home)
+    recorded = index.db.get_setting("settings")
+    del recorded["cuts"]  # as an index built before the option recorded its settings
+    index.db.set_setting("settings", recorded)
+    (videos / "more.mp4").write_bytes((videos / "cuts.mp4").read_bytes() + b"\0")  # new content, to be encoded
+    run_cli("index", str(videos), home=home)
+    assert window_starts() == [0.0, 8.0, 16.0] * 2
+    assert "--reindex" in run_cli("index", str(videos), "--cuts", home=home, check=1).stderr
 
 
 def test_bad_input_corpus_one_line_each_good_files_index_failures_not_retried(tmp_path):

@@ -39,9 +39,10 @@ def cluster():
 
 @pytest.fixture(scope="session")
 def videos(tmp_path_factory):
-    """Three short videos and one of 40 s that --ray-unit 10 (a window of 32 frames at 1 fps: 32 s) cuts in two."""
+    """Three short videos and one of 70 s that --ray-unit 10 cuts in two: a cell of 64 frames at 1 fps (two windows of
+    32 frames), as scene cuts round units (library()'s videos turn another grey every frame, which cuts)."""
     folder = library(tmp_path_factory.mktemp("ray") / "videos")
-    write_video(folder / "long.mp4", seconds=40, fps=5, size=(96, 64))
+    write_video(folder / "long.mp4", seconds=70, fps=5, size=(96, 64))
     return folder
 
 
@@ -67,7 +68,7 @@ def test_ray_equals_local_and_an_unchanged_rerun_sends_nothing(cluster, videos, 
     summary = run_json("index", str(videos), "--model", "tiny", "--ray-unit", "10", f"--ray={cluster}", home=home)
     assert summary["indexed"] == 4 and summary["failed"] == 0
     assert summary["ray"]["units"] == 5 and summary["ray"]["redone"] == 0  # long.mp4 in two units, cut exactly
-    assert summary["frames"] == 64 and summary["video_seconds"] == 64.0
+    assert summary["frames"] == 94 and summary["video_seconds"] == 94.0
     assert_same(local_index, home)
     assert run_cli("verify", home=home).returncode == 0
 
@@ -82,9 +83,9 @@ def test_frame_mixing_many_units_and_a_worker_killed_mid_unit_equal_local(cluste
     frame = tmp_path / "tiny-frame.json"
     frame.write_text(json.dumps({**config, "name": "tiny-frame", "temporal_mixing": "frame"}))
     local, clustered = tmp_path / "local", tmp_path / "ray"
-    options = ("--model", str(frame), "--window", "4", "--segment", "2")
+    options = ("--model", str(frame), "--window", "4", "--segment", "2", "--no-cuts")
     run_cli("index", str(videos), *options, home=local)
-    # units of 8 frames (two windows): a.mp4 (6 s) 1, b.mp4 (8 s) 1, c.mp4 (10 s) 2, long.mp4 (40 s) 5; long.mp4's
+    # units of 8 frames (two windows): a.mp4 (6 s) 1, b.mp4 (8 s) 1, c.mp4 (10 s) 2, long.mp4 (70 s) 9; long.mp4's
     # unit 2 (frames 16-23) dies once after sending its first window, and Ray runs it again
     point = "ray-decode-once@long.mp4#2"
     proc = run_cli("index", str(videos), *options, "--ray-unit", "8", f"--ray={cluster}", "--json", home=clustered,
@@ -94,7 +95,7 @@ def test_frame_mixing_many_units_and_a_worker_killed_mid_unit_equal_local(cluste
     assert len(fired) == 1, proc.stderr  # the worker was killed (once: the marker is written just before)
     summary = json.loads(proc.stdout)
     assert summary["indexed"] == 4 and summary["failed"] == 0
-    assert summary["ray"]["units"] == 9 and summary["ray"]["redone"] == 0
+    assert summary["ray"]["units"] == 13 and summary["ray"]["redone"] == 0
     assert_same(local, clustered)
 
 
@@ -105,7 +106,7 @@ def test_bad_files_and_a_worker_dying_on_every_try_fail_alone(cluster, tmp_path)
     # continuous decode and the file is decoded again as one unit
     write_video(folder / "gap.mp4", vfr_times=[i / 5 for i in range(20)] + [8 + i / 5 for i in range(30)], size=(96, 64))
     local, clustered = tmp_path / "local", tmp_path / "ray"
-    options = ("--model", "tiny", "--window", "4")
+    options = ("--model", "tiny", "--window", "4", "--no-cuts")
     expected = run_cli("index", str(folder), *options, home=local, check=1)
     # b.mp4's decode task dies (SIGSEGV) on every try
     proc = run_cli("index", str(folder), *options, "--ray-unit", "4", f"--ray={cluster}", "--json", home=clustered,

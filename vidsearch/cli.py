@@ -139,8 +139,9 @@ def index(
         "on heavily compressed video (see bench/RESULTS.md) [default: --deblock].", show_default=False)] = None,
     cuts: Annotated[Optional[bool], typer.Option(
         "--cuts/--no-cuts", help="Also end a window at each scene cut (two frames in a row whose colours differ "
-        "sharply), so no window mixes two shots: on footage that cuts every few seconds, segment vectors no longer "
-        "carry the next scene (see bench/RESULTS.md) [default: --no-cuts].", show_default=False)] = None,
+        "sharply, after a shot of at least 2 s), so no window mixes two shots: on footage that cuts every few seconds, "
+        "segment vectors no longer carry the next scene (see bench/RESULTS.md) [default: --cuts; an index built "
+        "before this option: --no-cuts].", show_default=False)] = None,
     speech: Annotated[Optional[str], typer.Option(
         "--speech", metavar="ENGINE", help="Also transcribe what is said, from now on for this index: pocketsphinx "
         "(offline, ships with `pip install 'vidsearch[speech]'`), whisper or whisper-SIZE (faster-whisper, weights "
@@ -150,8 +151,9 @@ def index(
     compile: Annotated[bool, typer.Option(help="torch.compile the video encoder (worth it on a GPU for long runs).")]
         = False,
     batch: Annotated[Optional[int], typer.Option(
-        help="Windows of equal length encoded in one forward pass, across files [default: 1 on the CPU; on a GPU "
-             "as many as fit in half its free memory].", show_default=False)] = None,
+        help="Windows encoded in one forward pass, across files (shorter ones padded to the longest, the padding "
+             "masked) [default: 1 on the CPU; on a GPU as many full-length windows as fit in 85% of its free "
+             "memory].", show_default=False)] = None,
     reindex: Annotated[bool, typer.Option(help="Rebuild the index when --model or the settings differ from "
                                                "what it was built with (otherwise that is refused).")] = False,
     retry_failed: Annotated[bool, typer.Option(help="Try again files that failed before and have not changed.")]
@@ -164,7 +166,7 @@ def index(
              "Indexing on a cluster.", show_default=False)] = None,
     ray_unit: Annotated[float, typer.Option(
         "--ray-unit", metavar="SECONDS", help="With --ray: seconds of video per work unit (rounded to whole "
-        "windows), so a long file spreads over many workers.")] = 120.0,
+        "windows; with scene cuts, to whole cells of about 64 frames), so a long file spreads over many workers.")] = 120.0,
     as_json: JsonOption = False,
 ) -> None:
     """Index videos: decode, encode and store them with their subtitles (and, with --speech, what is said).

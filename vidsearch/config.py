@@ -86,7 +86,12 @@ class IndexSettings:
     segment: float = 4.0  # seconds per searchable segment
     keep_ratio: float = 1.0  # share of video tokens kept at inference (joint mixing; 1.0 = all)
     deblock: bool = True  # run H.264/HEVC's in-loop deblocking filter (exact frames; off is about a fifth faster)
-    cuts: bool = False  # end a window at each scene cut too (windows.frame_windows), so none holds two shots
+    cuts: bool = True  # end a window at each scene cut too (windows.frame_windows), so none holds two shots
+
+    @classmethod
+    def stored(cls, recorded: dict[str, Any]) -> IndexSettings:
+        """The settings an index recorded; one recorded before windows ended at scene cuts was built without."""
+        return cls(**{"cuts": False, **recorded})
 
     def validate(self) -> None:
         if not self.fps > 0:

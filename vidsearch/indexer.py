@@ -116,7 +116,7 @@ class Indexer:
         # also true for a record made by the first fingerprint formula; the current one replaces it below
         same_model = recorded is not None and registry.fingerprint_matches(recorded["fingerprint"], spec, weights=weights) is not None
         stored = index.db.get_setting("settings") if self.bound else None
-        base = IndexSettings(**stored) if stored and not reindex else IndexSettings(fps=config.fps, window=config.window)
+        base = IndexSettings.stored(stored) if stored and not reindex else IndexSettings(fps=config.fps, window=config.window)
         settings = IndexSettings(fps=base.fps if fps is None else fps, window=base.window if window is None else window,
                                  segment=base.segment if segment is None else segment,
                                  keep_ratio=base.keep_ratio if keep_ratio is None else keep_ratio,
@@ -125,12 +125,12 @@ class Indexer:
         if self.bound and not same_model and not reindex:
             raise IndexProblem(f"{index.path}: this index was built with model {recorded['spec']!r}; use that model, "
                                f"another --index folder, or --reindex to rebuild it with {spec!r}")
-        if stored and IndexSettings(**stored) != settings and not reindex:
+        if stored and base != settings and not reindex:
             raise IndexProblem(f"{index.path}: this index was built with --fps {base.fps} --window {base.window} "
                                f"--segment {base.segment} --keep-ratio {base.keep_ratio} "
                                f"--{'' if base.deblock else 'no-'}deblock --{'' if base.cuts else 'no-'}cuts; use those, "
                                "another --index folder, or --reindex")
-        rebuild = reindex and self.bound and (not same_model or IndexSettings(**stored) != settings)
+        rebuild = reindex and self.bound and (not same_model or IndexSettings.stored(stored) != settings)
         self.bound = self.bound and not rebuild
         if self.bound and recorded["fingerprint"] != self.fingerprint and index.writable:
             index.db.set_setting("model", {**recorded, "fingerprint": self.fingerprint})

@@ -19,7 +19,7 @@ from .errors import BadVideo, UsageError, VidsearchError
 from .faults import KILL_AT, crash_point
 from .indexer import FileResult, Indexer, encode_windows, windows_per_batch
 from .text_index import KINDS, stamp_of
-from .windows import chunked
+from .windows import chunked, cut_cell
 
 UNIT_SECONDS = 120.0  # video per work unit, rounded to whole windows: a long file spreads over this many seconds a worker
 RETRIES = 2  # Ray retries a unit whose worker died this many times (so three tries in all)
@@ -68,17 +68,19 @@ class _File:
         return [s for key in sorted(self.windows) for s in self.windows[key]]
 
 
-def unit_frames(fps: float, window: int, unit_seconds: float | None) -> int:
-    """Frames per unit: whole windows of about `unit_seconds` (0: the whole file is one unit)."""
-    return max(1, round(unit_seconds * fps / window)) * window if unit_seconds else 0
+def unit_frames(fps: float, window: int, unit_seconds: float | None, *, cuts: bool = False) -> int:
+    """Frames per unit: whole windows of about `unit_seconds`, whole cells of them with `cuts` (windows.cut_cell: at
+    least one); 0: the whole file is one unit."""
+    whole = cut_cell(window) if cuts else window
+    return max(1, round(unit_seconds * fps / whole)) * whole if unit_seconds else 0
 
 
 def unit_rows(key: int, path: Path, *, duration: float, video_fps: float, fps: float, size: int, window: int,
               deblock: bool, unit_seconds: float | None, lap: int = 0, cuts: bool = False) -> list[dict]:
-    """A file's work units: whole windows of about `unit_seconds` each, the last open-ended; one unit when
+    """A file's work units: about `unit_seconds` each (unit_frames), the last open-ended; one unit when
     `unit_seconds` is None (or the file is short). `duration` and `video_fps` are the probe's (-1 and 0 for a whole
     file not probed here: its decode task probes it)."""
-    per_unit = unit_frames(fps, window, unit_seconds)
+    per_unit = unit_frames(fps, window, unit_seconds, cuts=cuts)
     count = max(1, math.ceil(duration * fps / per_unit - 1e-9)) if per_unit else 1
     length = per_unit / fps if per_unit else 0.0
     return [{"key": key, "round": lap, "path": str(path), "unit": u, "units": count, "start": u * length,
@@ -314,7 +316,7 @@ class RayIndexer(Indexer):
         todo: dict[int, _File] = {}
         units: list[dict] = []
         settings = self.settings
-        per_unit = unit_frames(settings.fps, settings.window, self.unit_seconds)
+        per_unit = unit_frames(settings.fps, settings.window, self.unit_seconds, cuts=settings.cuts)
         for key, (path, stat, digest) in enumerate(files):
             # A file that may not fit in one unit is probed here to be cut; the others are probed by their decode task.
             declared = header_seconds(path)

@@ -13,14 +13,19 @@ import numpy as np
 T = TypeVar("T")
 
 # A scene cut, between two frames sampled in a row: their colour histograms (HISTOGRAM_BINS levels per channel) differ
-# by more than this total-variation distance (0: the same colours, 1: none shared), averaged over the channels. On the
-# synthetic long-video set at 1 fps, every cut measured 0.20 or more and no frame pair inside a scene over 0.05;
-# a false cut only shortens a window.
+# by more than this total-variation distance (0: the same colours, 1: none shared), averaged over the channels, and
+# the new look lasts (shot_cut). On the synthetic long-video set at 1 fps every cut measured 0.196 or more and no
+# frame pair inside a scene over 0.052; on footage made of real photographs (bench/cuts.py) every cut between two
+# photos was found, and exposure drift and fast pans made some false ones. A false cut only shortens a window.
 CUT_DISTANCE = 0.15
 HISTOGRAM_BINS = 16
-# A cut counts only after a shot this long: flicker, flashes and strobes cut in every frame, and would otherwise leave
-# windows of a frame or two with no time in them to attend to.
+# A cut does not end a shot that began at a cut less than this long ago: flicker cuts in every frame, and would
+# otherwise leave windows of a frame or two with no time in them to attend to.
 MIN_SHOT_SECONDS = 2.0
+# With cuts, a file is cut in cells of whole windows, about this many frames (at least one window), each on its own:
+# a window never spans two cells, so a Ray unit of whole cells cuts its frames exactly as the whole file's stream
+# does. Inside a cell a window starts again at each cut; a cell's frames are held until it is cut.
+CUT_CELL_FRAMES = 64
 
 
 def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -37,31 +42,44 @@ def colour_histogram(frame: np.ndarray) -> np.ndarray:
 
 
 def is_cut(before: np.ndarray, after: np.ndarray) -> bool:
-    """Whether two colour histograms (colour_histogram) of frames in a row lie on two sides of a scene cut."""
+    """Whether two colour histograms (colour_histogram) differ by more than CUT_DISTANCE."""
     return float(np.abs(before - after).sum()) / 2 / 3 > CUT_DISTANCE
+
+
+def shot_cut(histograms: Sequence[np.ndarray], t: int) -> bool:
+    """Whether frames t-1 and t lie on two sides of a scene cut: they differ (is_cut), the new look lasts (frame t+1,
+    when there is one, differs from t-1 too) and is not a return to the look before (frame t differs from t-2, when
+    there is one). So a flash (one frame lit) is no cut, going in or coming out."""
+    differs = is_cut(histograms[t - 1], histograms[t])
+    lasts = t + 1 == len(histograms) or is_cut(histograms[t - 1], histograms[t + 1])
+    new = t < 2 or is_cut(histograms[t - 2], histograms[t])
+    return differs and lasts and new
+
+
+def cut_cell(window: int) -> int:
+    """Frames per cell (CUT_CELL_FRAMES): whole windows of `window` frames."""
+    return max(1, CUT_CELL_FRAMES // window) * window
 
 
 def frame_windows(frames: Iterable[tuple[float, np.ndarray]], size: int, *, cuts: bool = False
                   ) -> Iterator[list[tuple[float, np.ndarray]]]:
-    """Consecutive (time, frame) pairs in windows of `size`; with `cuts`, a scene cut also ends a window early, so no
-    window holds two shots (a shot shorter than MIN_SHOT_SECONDS joins the next one)."""
+    """Consecutive (time, frame) pairs in windows of `size`. With `cuts`, a scene cut (shot_cut) also ends a window,
+    unless the shot it ends began at a cut less than MIN_SHOT_SECONDS before, so no window holds two shots; the count
+    starts again after each cut, and at each cell (cut_cell) from the first frame."""
     if not cuts:
         yield from chunked(frames, size)
         return
-    window: list[tuple[float, np.ndarray]] = []
-    previous, shot_start = None, 0.0
-    for time, frame in frames:
-        histogram = colour_histogram(frame)
-        cut = bool(window) and time - shot_start >= MIN_SHOT_SECONDS - 1e-9 and is_cut(previous, histogram)
-        if window and (len(window) == size or cut):
-            yield window
-            window = []
-        if not window and (cut or previous is None):
-            shot_start = time
-        window.append((time, frame))
-        previous = histogram
-    if window:
-        yield window
+    for cell in chunked(frames, cut_cell(size)):
+        histograms = [colour_histogram(frame) for _, frame in cell]
+        first, began_at_cut = 0, False
+        for t in range(1, len(cell) + 1):
+            if t < len(cell):
+                if began_at_cut and cell[t][0] - cell[first][0] < MIN_SHOT_SECONDS - 1e-9:
+                    continue
+                if not shot_cut(histograms, t):
+                    continue
+            yield from chunked(cell[first:t], size)
+            first, began_at_cut = t, True
 
 
 def slice_spans(times: Sequence[float], *, tubelet: int, frame_seconds: float, duration: float | None = None) -> list[tuple[float, float]]:
