@@ -1,4 +1,4 @@
-"""Scene cuts (`index --cuts`): does the colour-histogram test find cuts in real photographs, and what do windows cut
+"""Scene cuts (on by default; `index --no-cuts`): does the colour-histogram test find cuts in real photographs, and what windows cut
 short cost the encoder's batching?
 
 Part 1, detection (`--part detection`): "footage" at 1 fps, 224 px (clip-b32's frames), made of `--shots` shots of
