@@ -21,7 +21,7 @@ from .indexer import FileResult, Indexer, encode_windows, windows_per_batch
 from .text_index import KINDS, stamp_of
 from .windows import chunked, cut_cell
 
-UNIT_SECONDS = 120.0  # video per work unit, rounded to whole windows: a long file spreads over this many seconds a worker
+UNIT_SECONDS = 120.0  # video per work unit, rounded to whole windows (cells, with cuts): a long file spreads over workers
 RETRIES = 2  # Ray retries a unit whose worker died this many times (so three tries in all)
 EPS = 1e-3  # frames.py's tolerance: a frame this close before a unit's end belongs to the next unit
 NO_ERROR, NOT_COVERED = "", -1.0  # Arrow columns hold no None

@@ -71,15 +71,13 @@ def frame_windows(frames: Iterable[tuple[float, np.ndarray]], size: int, *, cuts
         return
     for cell in chunked(frames, cut_cell(size)):
         histograms = [colour_histogram(frame) for _, frame in cell]
-        first, began_at_cut = 0, False
-        for t in range(1, len(cell) + 1):
-            if t < len(cell):
-                if began_at_cut and cell[t][0] - cell[first][0] < MIN_SHOT_SECONDS - 1e-9:
-                    continue
-                if not shot_cut(histograms, t):
-                    continue
-            yield from chunked(cell[first:t], size)
-            first, began_at_cut = t, True
+        shots = [0]  # where each shot starts in the cell
+        for t in range(1, len(cell)):
+            long_enough = len(shots) == 1 or cell[t][0] - cell[shots[-1]][0] >= MIN_SHOT_SECONDS - 1e-9
+            if long_enough and shot_cut(histograms, t):
+                shots.append(t)
+        for first, end in zip(shots, [*shots[1:], len(cell)]):
+            yield from chunked(cell[first:end], size)
 
 
 def slice_spans(times: Sequence[float], *, tubelet: int, frame_seconds: float, duration: float | None = None) -> list[tuple[float, float]]:
