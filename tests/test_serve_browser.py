@@ -111,7 +111,11 @@ def test_a_typed_query_shows_cards_and_enter_plays_the_moment_from_its_start(pag
     first = page.locator(".card").first
     assert first.locator(".score").inner_text() == f"{expected[0]['score']:.3f}"
     assert first.locator(".file").inner_text() == Path(expected[0]["path"]).name
+    strips = page.locator(".card img.strip")
+    for i in range(strips.count()):  # strips load lazily, as they come into view
+        strips.nth(i).scroll_into_view_if_needed()
     page.wait_for_function("[...document.querySelectorAll('.card img.strip')].every(i => i.complete && i.naturalWidth > 0)")
+    page.evaluate("window.scrollTo(0, 0)")
     page.keyboard.press("ArrowDown")
     assert page.evaluate("document.activeElement.id") == "hit-1"
     page.keyboard.press("Enter")
