@@ -48,7 +48,7 @@ import torch
 
 from vidsearch.decode_workers import DecodeJob, Window, decode_job
 from vidsearch.encoder import Encoder
-from vidsearch.windows import CUT_DISTANCE, MIN_SHOT_SECONDS, colour_histogram, frame_windows
+from vidsearch.windows import CUT_DISTANCE, MIN_SHOT_SECONDS, chunked, colour_histogram, frame_windows
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from long_form_set import build_long_form_set  # noqa: E402  (the set the tests build)
@@ -326,7 +326,7 @@ def one_length_batches(lengths: list[int], size: int) -> list[list[int]]:
 
 def mixed_batches(lengths: list[int], size: int) -> list[list[int]]:
     """The new rule: up to `size` windows in order, whatever their lengths."""
-    return [list(range(i, min(i + size, len(lengths)))) for i in range(0, len(lengths), size)]
+    return list(chunked(range(len(lengths)), size))
 
 
 def padding_share(lengths: list[int], batches: list[list[int]], tubelet: int) -> float:

@@ -128,15 +128,15 @@ class VideoTextModel(nn.Module):
         kept = tokens[:, :, 1:].gather(2, order.unsqueeze(-1).expand(-1, -1, -1, width))
         return torch.cat([tokens[:, :, :1], kept], dim=2)
 
-    def attend(self, tokens: torch.Tensor, lengths: list[int] | None = None) -> torch.Tensor:
-        """Run the CLIP blocks with frame-local or joint space-time attention; with `lengths`, no token attends to a
-        window's padding slices (frame-local attention never crosses slices, so there nothing needs hiding)."""
+    def attend(self, tokens: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the CLIP blocks with frame-local or joint space-time attention; with `real` ((B, T') bool: which slices
+        are not padding), no token attends to a window's padding slices (frame-local attention never crosses slices,
+        so there nothing needs hiding)."""
         batch, slices, n_tokens, width = tokens.shape
         mask = None
         if self.temporal_mixing == "joint":
             x = tokens.reshape(batch, slices * n_tokens, width)
-            if lengths is not None:
-                real = torch.arange(slices, device=tokens.device) < torch.tensor(lengths, device=tokens.device)[:, None]
+            if real is not None:
                 mask = real.repeat_interleave(n_tokens, dim=1)[:, None, None, :]  # (B, 1, 1, keys): True = attend
         else:
             x = tokens.reshape(batch * slices, n_tokens, width)
@@ -161,11 +161,10 @@ class VideoTextModel(nn.Module):
         tokens = self.embed_tokens(video, lengths)
         if keep_ratio < 1.0:
             tokens = self.drop_tokens(tokens, keep_ratio)
-        x = self.attend(tokens, lengths)
-        weights = None
-        if lengths is not None:  # each window's mean over its real slices only
-            real = torch.arange(x.shape[1], device=x.device) < torch.tensor(lengths, device=x.device)[:, None]
-            weights = (real / real.sum(dim=1, keepdim=True)).to(x.dtype)
+        real = None if lengths is None else (
+            torch.arange(tokens.shape[1], device=tokens.device) < torch.tensor(lengths, device=tokens.device)[:, None])
+        x = self.attend(tokens, real)
+        weights = None if real is None else (real / real.sum(dim=1, keepdim=True)).to(x.dtype)  # means of real slices
         if self.pooling == "cls":
             slices = self.project(x[:, :, 0])
             window = slices.mean(dim=1) if weights is None else torch.einsum("bs,bse->be", weights.to(slices.dtype), slices)
